@@ -1,0 +1,1 @@
+"""deblurkit.models.layers."""
