@@ -1,1 +1,30 @@
-"""deblurkit.io."""
+"""deblurkit.io: reading and writing images (and, later, video frames and event streams).
+
+Image tensors are float32, RGB (or one grey channel), range [0, 1], shape (C, H, W); see
+:mod:`deblurkit.io.images`.
+"""
+from .images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    ImageWriteError,
+    LoadedImage,
+    list_images,
+    load_image,
+    read_image,
+    save_image,
+    to_uint8,
+    to_uint16,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "ImageWriteError",
+    "LoadedImage",
+    "list_images",
+    "load_image",
+    "read_image",
+    "save_image",
+    "to_uint8",
+    "to_uint16",
+]
