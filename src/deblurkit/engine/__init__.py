@@ -1,1 +1,12 @@
-"""deblurkit.engine."""
+"""Engine: configs, trainer, evaluator, checkpoints."""
+from .config import ConfigError, TrainConfig, apply_overrides, load_config, validate_config
+from .evaluator import PROTOCOLS, EvalResult, Protocol, evaluate, get_protocol, register_protocol, write_results
+from .schedule import EMA, lr_at
+from .trainer import RunExistsError, Trainer, build_dataset, export_from_checkpoint, export_weights
+
+__all__ = [
+    "ConfigError", "TrainConfig", "apply_overrides", "load_config", "validate_config",
+    "PROTOCOLS", "EvalResult", "Protocol", "evaluate", "get_protocol", "register_protocol",
+    "write_results", "EMA", "lr_at", "RunExistsError", "Trainer", "build_dataset",
+    "export_from_checkpoint", "export_weights",
+]

@@ -1,0 +1,57 @@
+"""Learning-rate schedules and the exponential moving average of weights."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
+          min_lr: float = 0.0, kind: str = "cosine") -> float:
+    """Learning rate at optimiser step ``step`` (0-based).
+
+    Linear warm-up from ``base_lr / warmup_steps`` to ``base_lr`` over ``warmup_steps``, then
+    ``cosine`` annealing to ``min_lr`` at ``total_steps`` (SGDR without restarts, as BasicSR's
+    ``CosineAnnealingRestartLR`` with one period) or ``constant``.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if kind == "constant":
+        return base_lr
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers.
+
+    ``ema = decay * ema + (1 - decay) * param`` after every optimiser step (BasicSR's
+    ``model_ema``); integer buffers are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        src = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            s = src[k].detach()
+            if v.dtype.is_floating_point:
+                v.mul_(self.decay).add_(s.to(v.dtype), alpha=1.0 - self.decay)
+            else:
+                v.copy_(s)
+
+    def state_dict(self) -> dict:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state)

@@ -1,0 +1,319 @@
+"""The training loop shared by the supervised recipes.
+
+:class:`Trainer` runs a :class:`~deblurkit.engine.config.TrainConfig`: Adam/AdamW, linear warm-up
+then cosine, global-norm gradient clipping, bf16 autocast, EMA of weights, TensorBoard logging,
+periodic validation with the best checkpoint kept, and atomic checkpoints from which a killed run
+resumes exactly (same parameters as an uninterrupted run: model, optimiser, EMA, RNG states and the
+position inside the epoch's data order are all restored).
+
+Layout of a run folder (``train.out_dir``)::
+
+    config.yaml          the validated config as run
+    ckpt/last.pt         latest full training state (resume point)
+    ckpt/best.pt         full state at the best validation PSNR
+    weights.safetensors  final weights for inference (EMA when enabled) + weights.json
+    tb/                  TensorBoard event files
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import yaml
+from torch import nn
+
+from ..losses import WeightedLoss
+from ..models import build, get_descriptor, load_checkpoint
+from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
+from .config import TrainConfig
+from .schedule import EMA, lr_at
+
+
+class RunExistsError(RuntimeError):
+    """The run folder already holds a checkpoint and resume was not asked for."""
+
+
+def build_dataset(spec: dict, where: str = "data"):
+    """Instantiate a dataset from ``{"type": name, **kwargs}``.
+
+    Types: ``paired`` (:class:`deblurkit.data.PairedImageDataset`, GoPro layout) and ``synthetic``
+    (:class:`deblurkit.data.SyntheticBlurDataset`, blur synthesised on the fly).
+
+    Raises:
+        ValueError: unknown type or bad arguments, naming ``where``.
+    """
+    from .. import data
+
+    registry = {"paired": data.PairedImageDataset, "synthetic": data.SyntheticBlurDataset}
+    spec = dict(spec)
+    kind = spec.pop("type")
+    if kind not in registry:
+        raise ValueError(f"{where}.type: unknown dataset {kind!r}; known: {sorted(registry)}")
+    try:
+        return registry[kind](**spec)
+    except TypeError as e:
+        raise ValueError(f"{where}: bad arguments for dataset {kind!r}: {e}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int, start: int) -> Iterator[list[int]]:
+    """Index batches of one epoch: a permutation seeded by (seed, epoch), dropping the last
+    partial batch, starting at batch ``start`` (for exact resume)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    for b in range(start, n // batch_size):
+        yield perm[b * batch_size:(b + 1) * batch_size]
+
+
+def _collate(items: list[dict]) -> dict:
+    return {
+        "lq": torch.stack([it["lq"] for it in items]),
+        "gt": torch.stack([it["gt"] for it in items]),
+        "name": [it["name"] for it in items],
+    }
+
+
+class Trainer:
+    """Run a supervised training config.
+
+    Args:
+        cfg: validated config (:func:`deblurkit.engine.load_config`).
+        resume: continue from ``<out_dir>/ckpt/last.pt``. Without it, an existing checkpoint in
+            the run folder raises :class:`RunExistsError` (nothing written is overwritten).
+        progress: show a tqdm bar.
+        on_step: optional callback ``(step, logs)`` after each optimiser step (tests use it).
+
+    Raises:
+        RunExistsError, ConfigError-like ValueError for bad dataset specs, KeyError for unknown
+        models.
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
+                 on_step: Optional[Callable[[int, dict], None]] = None):
+        self.cfg = cfg
+        self.out_dir = Path(cfg.train.out_dir)
+        self.ckpt_dir = self.out_dir / "ckpt"
+        self.progress = progress
+        self.on_step = on_step
+        last = self.ckpt_dir / "last.pt"
+        if last.exists() and not resume:
+            raise RunExistsError(f"{last} exists: pass --resume to continue that run, or choose "
+                                 f"another train.out_dir (--set train.out_dir=...)")
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.seed)
+        self.descriptor = get_descriptor(cfg.model.name)
+        self.net = build(cfg.model.name, **cfg.model.overrides)
+        if cfg.model.init:
+            from ..models import init_weights
+
+            init_weights(self.net, cfg.model.init)
+        if cfg.model.weights:
+            load_checkpoint(self.net, cfg.model.weights)
+        self.net.to(self.device)
+        self.train_set = build_dataset(cfg.data.train, "data.train")
+        if len(self.train_set) < cfg.data.batch_size:
+            raise ValueError(f"data.train has {len(self.train_set)} items, fewer than one batch "
+                             f"({cfg.data.batch_size})")
+        self.val_set = build_dataset(cfg.data.val, "data.val") if cfg.data.val else None
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if cfg.optim.type == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                 weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
+        self.ema = EMA(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
+        self.criterion = WeightedLoss(cfg.loss)
+        self.step = 0
+        self.best_psnr = -math.inf
+        if resume and last.exists():
+            self._load(last)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "best_psnr": self.best_psnr,
+            "rng": capture_rng_state(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def _load(self, path: Path) -> None:
+        st = load_training_checkpoint(path)
+        self.net.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.ema and st.get("ema") is not None:
+            self.ema.load_state_dict(st["ema"])
+        self.step = int(st["step"])
+        self.best_psnr = float(st.get("best_psnr", -math.inf))
+        restore_rng_state(st["rng"])
+
+    def save(self, name: str = "last.pt") -> Path:
+        return atomic_torch_save(self.state(), self.ckpt_dir / name)
+
+    @property
+    def eval_net(self) -> nn.Module:
+        return self.ema.module if self.ema else self.net
+
+    # ------------------------------------------------------------------ loop
+    def _data(self) -> Iterator[dict]:
+        bs = self.cfg.data.batch_size
+        spe = len(self.train_set) // bs
+        epoch, start = divmod(self.step, spe)
+        loader_kw = dict(num_workers=self.cfg.data.num_workers, collate_fn=_collate,
+                         pin_memory=self.device.type == "cuda")
+        while True:
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            batches = list(_batches(len(self.train_set), bs, self.cfg.seed, epoch, start))
+            yield from torch.utils.data.DataLoader(self.train_set, batch_sampler=batches, **loader_kw)
+            epoch, start = epoch + 1, 0
+
+    def train_step(self, batch: dict) -> dict:
+        cfg = self.cfg
+        lr = lr_at(self.step, base_lr=cfg.optim.lr, total_steps=cfg.train.total_steps,
+                   warmup_steps=cfg.schedule.warmup_steps, min_lr=cfg.schedule.min_lr,
+                   kind=cfg.schedule.type)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        lq = batch["lq"].to(self.device, non_blocking=True)
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        self.net.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+            out = self.net(lq)
+        loss, parts = self.criterion(out, gt)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: loss is {loss.item()} (parts {parts}); "
+                                     f"lower optim.lr or enable train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        logs = {"loss": float(loss.detach()), "lr": lr, **parts}
+        if cfg.train.grad_clip:
+            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.train.grad_clip))
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(self.net)
+        self.step += 1
+        return logs
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean PSNR / SSIM (``eval.protocol``) of the EMA (or live) network on ``data.val``,
+        images centre-cropped to the model's size multiple."""
+        from .evaluator import evaluate
+
+        net = self.eval_net
+        net.eval()
+        m = self.descriptor.size_multiple
+        n = len(self.val_set)
+        if self.cfg.eval.max_images:
+            n = min(n, self.cfg.eval.max_images)
+
+        def pairs():
+            for i in range(n):
+                it = self.val_set[i]
+                h, w = it["lq"].shape[-2:]
+                hh, ww = h - h % m, w - w % m
+                t, l = (h - hh) // 2, (w - ww) // 2
+                yield it["name"], it["lq"][:, t:t + hh, l:l + ww], it["gt"][:, t:t + hh, l:l + ww]
+
+        def restore(x):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.cfg.train.precision == "bf16"):
+                return self.descriptor.primary_output(net(x.to(self.device))).float()
+
+        res = evaluate(restore, pairs(), self.cfg.eval.protocol, progress=False)
+        return res.mean
+
+    def fit(self) -> dict:
+        """Train until ``train.total_steps``; returns the last logs (and validation means)."""
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.train.total_steps, initial=self.step, desc=cfg.name, unit="step")
+        logs: dict = {}
+        t0 = time.time()
+        data = self._data()
+        try:
+            while self.step < cfg.train.total_steps:
+                logs = self.train_step(next(data))
+                if self.step % cfg.train.log_every == 0 or self.step == cfg.train.total_steps:
+                    for k, v in logs.items():
+                        writer.add_scalar(f"train/{k}", v, self.step)
+                if self.val_set is not None and (self.step % cfg.train.val_every == 0
+                                                 or self.step == cfg.train.total_steps):
+                    val = self.validate()
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                    for k, v in val.items():
+                        writer.add_scalar(f"val/{k}", v, self.step)
+                    if val["psnr"] > self.best_psnr:
+                        self.best_psnr = val["psnr"]
+                        self.save("best.pt")
+                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.total_steps:
+                    self.save("last.pt")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "lr", "val_psnr")})
+                if self.on_step is not None:
+                    self.on_step(self.step, logs)
+        finally:
+            if bar is not None:
+                bar.close()
+            writer.close()
+        logs["elapsed_s"] = time.time() - t0
+        self.export(self.out_dir / "weights.safetensors")
+        return logs
+
+    def export(self, path: str | Path) -> Path:
+        """Write inference weights (EMA when enabled) as safetensors plus a JSON sidecar
+        ``{"model", "overrides", "step"}`` that :class:`deblurkit.inference.Deblurrer` reads."""
+        return export_weights(self.eval_net.state_dict(), path, self.cfg.model.name,
+                              self.cfg.model.overrides, {"step": self.step, "config": self.cfg.name})
+
+
+def export_weights(state_dict: dict, path: str | Path, model: str, overrides: dict, extra: dict | None = None) -> Path:
+    """Save ``state_dict`` as safetensors at ``path`` and ``<path>.json`` describing the network.
+
+    The JSON sidecar has ``model`` (registry name), ``overrides`` (constructor kwargs) and
+    ``weights`` (the safetensors file name), so the pair is self-describing.
+    """
+    from ..models import save_safetensors
+
+    path = Path(path)
+    save_safetensors({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
+    meta = {"model": model, "overrides": dict(overrides), "weights": path.name, **(extra or {})}
+    side = path.with_suffix(".json")
+    tmp = side.with_name(f".{side.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(side)
+    return path
+
+
+def export_from_checkpoint(ckpt: str | Path, out: str | Path, use_ema: bool = True) -> Path:
+    """Export inference weights from a training checkpoint (``ckpt/last.pt`` or ``best.pt``)."""
+    st = load_training_checkpoint(ckpt)
+    cfg = st["config"]
+    sd = st["ema"] if use_ema and st.get("ema") is not None else st["model"]
+    return export_weights(sd, out, cfg["model"]["name"], cfg["model"].get("overrides", {}),
+                          {"step": st["step"], "config": cfg["name"]})
+
+
