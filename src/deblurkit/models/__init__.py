@@ -1,1 +1,67 @@
-"""deblurkit.models."""
+"""deblurkit.models: registry of networks, checkpoint I/O and architecture detection.
+
+Public API::
+
+    build(name, **overrides) -> nn.Module     # configured as the official release
+    list_models() -> list[str]
+    get_descriptor(name) -> ModelDescriptor   # size multiple, value range, outputs, ...
+    register_model(name, descriptor)          # decorator for network modules
+    load_checkpoint(net, path, strict=True, map_location="cpu") -> net
+    read_state_dict(path) -> dict[str, Tensor]
+    save_safetensors(state_dict, path)        # atomic
+    detect_architecture(state_dict) -> [(name, overrides), ...]
+    describe_checkpoint(path) -> dict         # backs `deblurkit inspect`
+    init_weights(net, init_type="normal", gain=0.02)  # Blur2Blur's init_net initialisation
+
+Registered networks (one module per system):
+
+- ``mimo_unet``, ``mimo_unet_plus`` (:mod:`.mimo_unet`): MIMO-UNet / MIMO-UNet+, Blur2Blur's generator.
+"""
+from .checkpoint import (
+    WRAPPER_KEYS,
+    CheckpointMismatchError,
+    CheckpointReadError,
+    StateDictDiff,
+    describe_checkpoint,
+    detect_architecture,
+    diff_state_dicts,
+    load_checkpoint,
+    read_state_dict,
+    save_safetensors,
+    unwrap_state_dict,
+)
+from .registry import (
+    ModelDescriptor,
+    OfficialSource,
+    build,
+    get_descriptor,
+    get_factory,
+    list_models,
+    register_model,
+)
+
+# Network modules register themselves on import.
+from . import mimo_unet  # noqa: E402,F401
+from .mimo_unet import init_weights  # noqa: E402  (Blur2Blur/pix2pix init_net, usable on any net)
+
+__all__ = [
+    "WRAPPER_KEYS",
+    "CheckpointMismatchError",
+    "CheckpointReadError",
+    "ModelDescriptor",
+    "OfficialSource",
+    "StateDictDiff",
+    "build",
+    "describe_checkpoint",
+    "detect_architecture",
+    "diff_state_dicts",
+    "get_descriptor",
+    "get_factory",
+    "init_weights",
+    "list_models",
+    "load_checkpoint",
+    "read_state_dict",
+    "register_model",
+    "save_safetensors",
+    "unwrap_state_dict",
+]

@@ -1,1 +1,44 @@
-"""deblurkit.synth."""
+"""deblurkit.synth: synthetic degradations and dataset builders.
+
+* :mod:`~deblurkit.synth.kernels` - camera-shake trajectory kernels (Boracchi & Foi 2012),
+  measured Levin et al. 2009 kernels, Gaussian and disk (defocus) kernels.
+* :mod:`~deblurkit.synth.blur` - uniform blur (true convolution) with boundary modes, incl.
+  ``valid`` and :func:`blur_valid_pair` for artefact-free pairs.
+* :mod:`~deblurkit.synth.noise` - Poisson-Gaussian noise, 8-bit quantisation.
+* :mod:`~deblurkit.synth.pairs` - :func:`build_pairs` writes a GoPro-layout paired dataset.
+"""
+from .blur import BOUNDARY_MODES, blur, blur_valid_pair
+from .kernels import (
+    center_pad,
+    default_kernel_dir,
+    disk_kernel,
+    gaussian_kernel,
+    kair_kernels,
+    levin_kernels,
+    load_kernel_bank,
+    random_trajectories,
+    trajectory_kernels,
+    trajectory_to_kernels,
+)
+from .noise import gaussian_noise, poisson_gaussian_noise, quantize_8bit
+from .pairs import build_pairs
+
+__all__ = [
+    "BOUNDARY_MODES",
+    "blur",
+    "blur_valid_pair",
+    "build_pairs",
+    "center_pad",
+    "default_kernel_dir",
+    "disk_kernel",
+    "gaussian_kernel",
+    "gaussian_noise",
+    "kair_kernels",
+    "levin_kernels",
+    "load_kernel_bank",
+    "poisson_gaussian_noise",
+    "quantize_8bit",
+    "random_trajectories",
+    "trajectory_kernels",
+    "trajectory_to_kernels",
+]

@@ -1,0 +1,369 @@
+"""Build a paired blurry/sharp dataset from sharp photos, in the GoPro layout.
+
+Output layout (read by :class:`deblurkit.data.PairedImageDataset`)::
+
+    out/
+      manifest.json                      # how it was made: seed, kernels, noise, every pair
+      train/<scene>/blur/<name>.png      # blurry + noisy, 8-bit RGB
+      train/<scene>/sharp/<name>.png     # sharp ground truth, 8-bit RGB, aligned pixel to pixel
+      train/<scene>/kernel/<name>.npy    # the exact kernel, float32 (k, k), sums to 1
+      train/<scene>/kernel/<name>.png    # the same kernel for viewing: 16-bit grey, scaled so max = 1
+      test/<scene>/...                   # same, held-out scenes
+
+One scene per source photo (scene name = file stem, characters outside ``[A-Za-z0-9._-]``
+replaced by ``_``), ``crops_per_photo`` crops per scene named ``000000.png``, ``000001.png`` ...
+Splits are by scene, so no photo contributes to both train and test.
+
+Each pair is made as in camera-shake benchmarks built from sharp frames: a sharp region
+larger than the crop by ``k - 1`` is blurred with ``valid`` boundary (no invented border), the
+sharp image is cropped to the same pixels (:func:`deblurkit.synth.blur.blur_valid_pair`),
+Poisson-Gaussian noise is added (:mod:`deblurkit.synth.noise`) and both are quantised to 8 bits.
+Kernels are Boracchi & Foi 2012 camera-shake trajectories, the Levin et al. 2009 measured
+kernels, or a 50/50 mix. Everything is deterministic given ``seed``: each scene draws from its
+own generator seeded by ``(seed, scene name)``, so adding photos does not change other scenes.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from ..io.images import IMAGE_EXTENSIONS, list_images, read_image, save_image
+from .blur import blur_valid_pair
+from .kernels import LEVIN_FILE, _resolve_kernel_file, load_kernel_bank, trajectory_kernels
+from .noise import poisson_gaussian_noise, quantize_8bit
+
+__all__ = ["build_pairs", "scene_name", "derive_seed", "MANIFEST_NAME", "KERNEL_SOURCES"]
+
+MANIFEST_NAME = "manifest.json"
+KERNEL_SOURCES = ("trajectory", "levin", "mixed")
+PathLike = Union[str, os.PathLike]
+Range = Union[float, Sequence[float]]
+
+
+def derive_seed(*parts) -> int:
+    """A stable 63-bit seed from any printable parts (sha256 of their repr, joined by ':')."""
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def scene_name(path: PathLike) -> str:
+    """Scene name of a photo: its file stem with characters outside [A-Za-z0-9._-] -> '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "scene"
+
+
+def _uniform(value: Range, g: torch.Generator) -> float:
+    if isinstance(value, (tuple, list)):
+        lo, hi = float(value[0]), float(value[1])
+        return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
+    return float(value)
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _select_photos(photos, include, exclude, recursive: bool = False) -> list[Path]:
+    if recursive:
+        items = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
+        files = []
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            else:
+                files += list_images([p])
+    else:
+        files = list_images(photos)
+    if include:
+        files = [f for f in files if any(fnmatch.fnmatch(f.name, p) or fnmatch.fnmatch(f.stem, p) for p in include)]
+    if exclude:
+        files = [f for f in files if not any(fnmatch.fnmatch(f.name, p) or fnmatch.fnmatch(f.stem, p) for p in exclude)]
+    if not files:
+        raise FileNotFoundError(f"no photos selected from {photos} (include={include}, exclude={exclude})")
+    return files
+
+
+def _split_scenes(scenes: list[str], test_fraction: float, test_patterns, seed: int) -> dict[str, str]:
+    if test_patterns:
+        return {s: ("test" if any(fnmatch.fnmatch(s, p) for p in test_patterns) else "train") for s in scenes}
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1], got {test_fraction}")
+    n = len(scenes)
+    n_test = int(round(test_fraction * n))
+    if test_fraction > 0 and n >= 2:
+        n_test = min(max(n_test, 1), n - 1)
+    g = torch.Generator().manual_seed(derive_seed(seed, "split"))
+    order = torch.randperm(n, generator=g).tolist()
+    test = {scenes[i] for i in order[:n_test]}
+    return {s: ("test" if s in test else "train") for s in scenes}
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    manifest = out / MANIFEST_NAME
+    if manifest.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a dataset ({manifest}); pass overwrite=True to replace it")
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError) as e:
+            raise FileExistsError(f"{manifest} is unreadable ({e}); remove {out} by hand") from e
+        # remove only the scene folders the previous run wrote
+        for split, scenes in old.get("splits", {}).items():
+            for s in scenes:
+                d = out / split / s
+                if d.is_dir() and split in ("train", "test") and "/" not in s and s not in ("", ".", ".."):
+                    shutil.rmtree(d)
+    elif any((out / s).exists() and any((out / s).iterdir()) for s in ("train", "test")):
+        if not overwrite:
+            raise FileExistsError(f"{out} already has train/ or test/ content without a manifest; pass overwrite=True")
+
+
+def build_pairs(
+    photos: PathLike | Iterable[PathLike],
+    out: PathLike,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    crops_per_photo: int = 4,
+    crop_size: int | None = 256,
+    every_kernel: bool = False,
+    recursive: bool = False,
+    scale: float = 1.0,
+    kernels: str = "trajectory",
+    kernel_size: int = 31,
+    max_length: Range | None = None,
+    exposure: Range = 1.0,
+    anxiety: Range | None = None,
+    levin_path: PathLike | None = None,
+    data_root: PathLike | None = None,
+    noise_sigma: Range = 0.01,
+    peak: Range | None = None,
+    test_fraction: float = 0.2,
+    test_patterns: Sequence[str] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int, int, str], None] | bool | None = None,
+) -> dict:
+    """Synthesise blurry/sharp pairs from sharp photos into the GoPro layout (see module doc).
+
+    Args:
+        photos: a folder of photos, an image file, or a list of both.
+        out: output folder (created). Never the photo folder: inputs are protected.
+        include: glob patterns on file names/stems to keep (``None``: all).
+        exclude: glob patterns on file names/stems to drop (e.g. ``("mate_*",)``).
+        crops_per_photo: pairs per scene (random crop positions).
+        crop_size: side of the output pairs in pixels; shrunk for a photo that is too small
+            (smaller than ``crop_size + k - 1``), recorded per pair in the manifest. ``None``:
+            the whole photo (its valid region, ``(H - kh + 1) x (W - kw + 1)``).
+        every_kernel: evaluation sets: one pair per photo and per kernel of the measured bank
+            (the Levin file, or whatever ``levin_path`` names), in key order, instead of
+            ``crops_per_photo`` random kernels (as in Levin et al. 2009's 4 images x 8 kernels).
+            Needs ``kernels`` ``"levin"`` or ``"mixed"``.
+        recursive: search photo folders recursively (scene names must stay unique).
+        scale: resize factor applied to every photo first (``cv2.INTER_AREA``), e.g. 0.5.
+        kernels: ``"trajectory"`` (Boracchi & Foi 2012 camera shake, ``kernel_size`` square),
+            ``"levin"`` (the 8 measured Levin et al. 2009 kernels, chosen at random) or
+            ``"mixed"`` (each pair picks one of the two with probability 1/2).
+        kernel_size: side of trajectory kernels (odd recommended).
+        max_length: trajectory length in pixels, float or ``(lo, hi)`` uniform per pair; keep
+            ``<= kernel_size - 1`` so no kernel mass is cut off. ``None``:
+            ``(kernel_size / 6, kernel_size - 1)``.
+        exposure: exposure fraction (0, 1], float or ``(lo, hi)``.
+        anxiety: trajectory shake amount, float, ``(lo, hi)`` or ``None`` (official ``0.1 U``).
+        levin_path: ``levin09_kernels.npz`` or its folder (``None``: resolved from
+            ``data_root`` as in :func:`deblurkit.synth.kernels.default_kernel_dir`); any
+            kernel-bank ``.npz`` (e.g. ``kair_kernels12.npz``) may be named instead.
+        data_root: shared data folder used when ``levin_path`` is None.
+        noise_sigma: Gaussian read noise std in [0, 1] units, float or ``(lo, hi)`` per pair.
+        peak: Poisson photon count at white, float, ``(lo, hi)`` or ``None`` (no shot noise).
+        test_fraction: fraction of scenes held out as ``test`` (at least one when > 0 and
+            there are >= 2 scenes). Ignored when ``test_patterns`` is given.
+        test_patterns: glob patterns on scene names that go to ``test``; the rest is ``train``.
+        seed: master seed; the output is a deterministic function of it and the inputs.
+        overwrite: replace a dataset already in ``out`` (only the scene folders listed in its
+            manifest are removed); otherwise ``FileExistsError``.
+        progress: ``callable(done, total, scene)`` called after each scene, or ``True`` for a
+            tqdm bar.
+
+    Returns:
+        The manifest dict that was written to ``out/manifest.json``: ``format``, ``seed``,
+        ``kernels``, ``noise``, ``splits`` (split -> scenes), ``counts`` (per split),
+        ``num_pairs``, ``skipped`` and ``pairs`` (one record per pair: split, scene, name,
+        photo, crop box of the sharp image in the (scaled) photo, kernel source
+        (``trajectory`` with its length/exposure/anxiety, or ``levin`` with the bank key) and
+        shape, noise sigma/peak).
+
+    Raises:
+        FileNotFoundError: no photos, or the Levin kernel file is missing.
+        FileExistsError: ``out`` holds a dataset and ``overwrite`` is False.
+        ValueError: bad arguments, duplicate scene names, or a photo smaller than a kernel.
+        deblurkit.io.ImageReadError: an unreadable photo (named in the message).
+    """
+    if kernels not in KERNEL_SOURCES:
+        raise ValueError(f"kernels must be one of {KERNEL_SOURCES}, got {kernels!r}")
+    if crops_per_photo < 1 or (crop_size is not None and crop_size < 8):
+        raise ValueError("crops_per_photo must be >= 1 and crop_size >= 8 (or None)")
+    if every_kernel and kernels == "trajectory":
+        raise ValueError("every_kernel needs a measured kernel bank: kernels='levin' or 'mixed'")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if max_length is None:
+        max_length = (kernel_size / 6.0, kernel_size - 1.0)
+    out = Path(out)
+    files = _select_photos(photos, include, exclude, recursive)
+    names: dict[str, Path] = {}
+    for f in files:
+        s = scene_name(f)
+        if s in names:
+            raise ValueError(f"photos {names[s]} and {f} give the same scene name {s!r}; rename one")
+        names[s] = f
+    levin, levin_file = None, None
+    if kernels in ("levin", "mixed"):
+        levin_file = _resolve_kernel_file(levin_path, data_root, LEVIN_FILE)
+        levin = load_kernel_bank(levin_file)
+    levin_names = list(levin) if levin else []
+    split_of = _split_scenes(list(names), test_fraction, test_patterns, seed)
+    _prepare_out(out, overwrite)
+    protected = list(files)
+
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(names), desc="synth pairs", unit="scene")
+
+    records: list[dict] = []
+    skipped: list[dict] = []
+    for done, (scene, photo) in enumerate(names.items(), start=1):
+        split = split_of[scene]
+        g = torch.Generator().manual_seed(derive_seed(seed, "scene", scene))
+        img = read_image(photo, channels=3)
+        if scale != 1.0:
+            h, w = img.shape[-2:]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            arr = cv2.resize(img.permute(1, 2, 0).numpy(), size, interpolation=cv2.INTER_AREA)
+            img = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).clamp(0, 1)
+        img = quantize_8bit(img)  # the sharp ground truth is stored at 8 bits
+        h, w = img.shape[-2:]
+        folder = out / split / scene
+        plan = [("levin", n) for n in levin_names] if every_kernel else [(None, None)] * crops_per_photo
+        for i, (src, kname) in enumerate(plan):
+            name = f"{i:06d}"
+            if src is None:
+                src = kernels
+                if kernels == "mixed":
+                    src = "trajectory" if torch.rand((), generator=g) < 0.5 else "levin"
+            rec: dict = {"split": split, "scene": scene, "name": f"{name}.png", "photo": str(photo)}
+            if src == "trajectory":
+                L = _uniform(max_length, g)
+                T = _uniform(exposure, g)
+                A = None if anxiety is None else _uniform(anxiety, g)
+                k = trajectory_kernels(1, kernel_size, exposure=T, max_length=L, anxiety=A, generator=g)[0]
+                rec["kernel"] = {"source": "trajectory", "max_length": L, "exposure": T,
+                                 "anxiety": A if A is not None else "0.1*U"}
+            else:
+                if kname is None:
+                    kname = levin_names[int(torch.randint(len(levin_names), (), generator=g))]
+                k = levin[kname]
+                rec["kernel"] = {"source": "levin", "name": kname}
+            kh, kw = k.shape
+            rec["kernel"]["shape"] = [kh, kw]
+            ch, cw = h - kh + 1, w - kw + 1
+            if crop_size is not None:
+                ch, cw = min(crop_size, ch), min(crop_size, cw)
+                ch = cw = min(ch, cw)
+            if ch < 8 or cw < 8:
+                why = f"{h}x{w} px is too small for a {kh}x{kw} kernel"
+                skipped.append({"photo": str(photo), "name": f"{name}.png", "reason": why})
+                warnings.warn(f"{photo}: {why}; pair {name} skipped", stacklevel=2)
+                continue
+            rh, rw = ch + kh - 1, cw + kw - 1
+            top = int(torch.randint(h - rh + 1, (), generator=g))
+            left = int(torch.randint(w - rw + 1, (), generator=g))
+            region = img[:, top : top + rh, left : left + rw]
+            blurry, sharp = blur_valid_pair(region, k)
+            sigma = _uniform(noise_sigma, g)
+            pk = None if peak is None else _uniform(peak, g)
+            noisy = poisson_gaussian_noise(blurry, peak=pk, sigma=sigma, generator=g)
+            noisy = quantize_8bit(noisy)
+            ctop, cleft = top + kh - 1 - kh // 2, left + kw - 1 - kw // 2
+            rec["crop"] = {"top": ctop, "left": cleft, "height": ch, "width": cw}
+            rec["noise"] = {"sigma": sigma, "peak": pk}
+            save_image(folder / "blur" / f"{name}.png", noisy, protected=protected)
+            save_image(folder / "sharp" / f"{name}.png", sharp, protected=protected)
+            k_np = k.numpy().astype(np.float32)
+            _save_npy(folder / "kernel" / f"{name}.npy", k_np)
+            save_image(folder / "kernel" / f"{name}.png", (k / k.max())[None], bit_depth=16, protected=protected)
+            records.append(rec)
+        if bar is not None:
+            bar.set_postfix_str(scene, refresh=False)
+            bar.update(1)
+        elif callable(progress):
+            progress(done, len(names), scene)
+    if bar is not None:
+        bar.close()
+
+    splits: dict[str, list[str]] = {"train": [], "test": []}
+    for r in records:
+        if r["scene"] not in splits[r["split"]]:
+            splits[r["split"]].append(r["scene"])
+    from .. import __version__
+
+    manifest = {
+        "format": "deblurkit-synth-pairs",
+        "version": 1,
+        "layout": "<split>/<scene>/{blur,sharp}/<name>.png; kernel/<name>.npy (float32, sum 1) "
+        "and kernel/<name>.png (16-bit, kernel / max)",
+        "deblurkit": __version__,
+        "seed": seed,
+        "kernels": kernels,
+        "kernel_size": kernel_size if kernels != "levin" else None,
+        "trajectory": {"model": "Boracchi & Foi 2012 (createTrajectory/createPSFs)",
+                       "max_length": max_length, "exposure": exposure,
+                       "anxiety": anxiety if anxiety is not None else "0.1*U", "num_samples": 2000,
+                       "centering": "kernel centroid"} if kernels != "levin" else None,
+        "levin_path": str(levin_file) if levin_file is not None else None,
+        "every_kernel": every_kernel,
+        "boundary": "valid",
+        "noise": {"model": "poisson-gaussian", "sigma": noise_sigma, "peak": peak, "quantization": "8-bit"},
+        "crop_size": crop_size,
+        "crops_per_photo": crops_per_photo,
+        "scale": scale,
+        "test_fraction": None if test_patterns else test_fraction,
+        "test_patterns": list(test_patterns) if test_patterns else None,
+        "splits": splits,
+        "counts": {s: sum(r["split"] == s for r in records) for s in ("train", "test")},
+        "num_pairs": len(records),
+        "skipped": skipped,
+        "pairs": records,
+    }
+    _atomic_write_bytes(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
