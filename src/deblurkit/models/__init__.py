@@ -40,8 +40,14 @@ from .registry import (
     register_model,
 )
 
-# Network modules register themselves on import.
-from . import mimo_unet  # noqa: E402,F401
+# Network modules register themselves on import: every module of this package except the
+# infrastructure ones is one system's networks (mimo_unet.py, aspdc.py, rsst.py, ...).
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+
+for _info in _pkgutil.iter_modules(__path__):
+    if not _info.ispkg and _info.name not in ("checkpoint", "registry") and not _info.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_info.name}")
 from .mimo_unet import init_weights  # noqa: E402  (Blur2Blur/pix2pix init_net, usable on any net)
 
 __all__ = [
