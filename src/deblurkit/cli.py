@@ -67,15 +67,14 @@ def deblur(
             _fail(f"no images found in {', '.join(map(str, inputs))}")
         d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
                       tile=_parse_tile(tile), tile_overlap=tile_overlap)
-        summary = d.deblur_files(files, out, compare=compare, fail_fast=fail_fast)
+        summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
     except _expected_errors() as e:
         _fail(str(e))
-    failed = summary.get("failed", []) if isinstance(summary, dict) else []
-    for item in failed:
-        typer.secho(f"error: {item}", fg=typer.colors.RED, err=True)
-    written = summary.get("written", []) if isinstance(summary, dict) else []
-    typer.echo(f"wrote {len(written)} image(s) to {out}")
-    if failed:
+    for path, exc in summary.failed.items():
+        msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    typer.echo(f"wrote {len(summary.written)} image(s) to {out} in {summary.seconds:.1f} s")
+    if summary.failed:
         raise typer.Exit(1)
 
 
@@ -153,7 +152,7 @@ def evaluate(
 
 @synth_app.command("pairs")
 def synth_pairs(
-    photos: Path = typer.Option(..., "--photos", help="Folder of sharp photographs (searched recursively)."),
+    photos: Path = typer.Option(..., "--photos", help="Folder of sharp photographs (see --recursive)."),
     out: Path = typer.Option(..., "--out", help="Output root (GoPro layout)."),
     kernels: str = typer.Option("mixed", help="trajectory, levin or mixed."),
     levin: Optional[Path] = typer.Option(None, "--levin", help="levin09_kernels.npz (needed for levin/mixed)."),
@@ -164,6 +163,7 @@ def synth_pairs(
     crop: Optional[int] = typer.Option(None, help="Crop size of each pair (default: whole photo)."),
     crops_per_photo: int = typer.Option(1, help="Pairs per photo."),
     every_kernel: bool = typer.Option(False, "--every-kernel", help="One pair per photo and per kernel of the bank (evaluation sets)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Search --photos recursively."),
 ):
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from .synth import build_pairs
@@ -171,7 +171,8 @@ def synth_pairs(
     try:
         manifest = build_pairs(photos, out, kernels=kernels, levin_path=levin, noise_sigma=noise_sigma,
                                seed=seed, include=include or None, test_patterns=test or None,
-                               crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel)
+                               crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel,
+                               recursive=recursive)
     except _expected_errors() as e:
         _fail(str(e))
     n = manifest.get("num_pairs", "?") if isinstance(manifest, dict) else "?"
