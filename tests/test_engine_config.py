@@ -95,14 +95,24 @@ def test_warmup_then_cosine_schedule():
     assert lr_at(50, kind="constant", **kw) == 1e-3
 
 
-def test_ema_tracks_average():
+def test_ema_tracks_average_with_warmup():
     net = torch.nn.Linear(2, 1)
     ema = EMA(net, 0.5)
     with torch.no_grad():
         net.weight.fill_(1.0)
     before = ema.module.weight.clone()
+    ema.update(net)  # update 0: warm-up decay min(0.5, 1/10)
+    assert torch.allclose(ema.module.weight, 0.1 * before + 0.9)
+    for _ in range(20):  # later updates use the configured decay 0.5
+        ema.update(net)
+    assert ema.num_updates == 21
+    with torch.no_grad():
+        net.weight.fill_(3.0)
     ema.update(net)
-    assert torch.allclose(ema.module.weight, 0.5 * before + 0.5)
+    assert torch.allclose(ema.module.weight, torch.full_like(before, 2.0), atol=1e-5)
+    restored = EMA(torch.nn.Linear(2, 1), 0.5)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.num_updates == 22 and torch.equal(restored.module.weight, ema.module.weight)
     with pytest.raises(ValueError):
         EMA(net, 1.5)
 

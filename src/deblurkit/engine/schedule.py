@@ -28,30 +28,38 @@ def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
 class EMA:
     """Exponential moving average of a model's parameters and buffers.
 
-    ``ema = decay * ema + (1 - decay) * param`` after every optimiser step (BasicSR's
-    ``model_ema``); integer buffers are copied.
+    ``ema = d * ema + (1 - d) * param`` after every optimiser step, with the warm-up
+    ``d = min(decay, (1 + n) / (10 + n))`` at update ``n`` (as TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)``), so short runs do not keep the random
+    initialisation in the average; integer buffers are copied.
     """
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.num_updates = 0
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
+        self.num_updates += 1
         src = model.state_dict()
         for k, v in self.module.state_dict().items():
             s = src[k].detach()
             if v.dtype.is_floating_point:
-                v.mul_(self.decay).add_(s.to(v.dtype), alpha=1.0 - self.decay)
+                v.mul_(d).add_(s.to(v.dtype), alpha=1.0 - d)
             else:
                 v.copy_(s)
 
     def state_dict(self) -> dict:
-        return self.module.state_dict()
+        return {**self.module.state_dict(), "__ema_num_updates__": torch.tensor(self.num_updates)}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        n = state.pop("__ema_num_updates__", None)
         self.module.load_state_dict(state)
+        self.num_updates = int(n) if n is not None else 0

@@ -313,6 +313,7 @@ def export_from_checkpoint(ckpt: str | Path, out: str | Path, use_ema: bool = Tr
     st = load_training_checkpoint(ckpt)
     cfg = st["config"]
     sd = st["ema"] if use_ema and st.get("ema") is not None else st["model"]
+    sd = {k: v for k, v in sd.items() if not k.startswith("__ema")}
     return export_weights(sd, out, cfg["model"]["name"], cfg["model"].get("overrides", {}),
                           {"step": st["step"], "config": cfg["name"]})
 
