@@ -18,6 +18,8 @@ a trusted file.
 """
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 import json
 import os
@@ -426,10 +428,32 @@ def save_safetensors(
 
 
 # --------------------------------------------------------------------------------------- detect
+_INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+               "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+               "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def _skip_weight_init():
+    """Make ``torch.nn.init`` functions no-ops while building shape-only (meta) networks.
+
+    Random initialisation on the meta device computes nothing but, for some initialisers, pulls in
+    heavy imports (``torch._dynamo``); only key names and shapes are needed here.
+    """
+    saved = {f: getattr(torch.nn.init, f) for f in _INIT_FUNCS if hasattr(torch.nn.init, f)}
+    try:
+        for f in saved:
+            setattr(torch.nn.init, f, lambda tensor, *a, **k: tensor)
+        yield
+    finally:
+        for f, fn in saved.items():
+            setattr(torch.nn.init, f, fn)
+
+
 def _expected_state(name: str, config: Mapping[str, Any]) -> nn.Module:
     """Build ``name`` without allocating weights (meta device), falling back to the CPU."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _skip_weight_init():
             return build(name, **config)
     except (TypeError, ValueError, KeyError):
         raise
