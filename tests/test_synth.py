@@ -380,3 +380,25 @@ def test_build_pairs_every_kernel_on_whole_photos(shared_data, tmp_path):
         assert lq.shape[-2:] == (h - kh + 1, w - kw + 1)
     with pytest.raises(ValueError, match="every_kernel"):
         build_pairs([photo], tmp_path / "x", kernels="trajectory", every_kernel=True)
+
+
+def test_texture_candidates_pick_more_textured_crops(tmp_path, shared_data):
+    """With many candidates the chosen crops have more gradient energy than plain draws."""
+    import numpy as np
+
+    from deblurkit.io import read_image
+    from deblurkit.synth import build_pairs
+    from deblurkit.synth.pairs import _gradient_energy
+
+    kw = dict(include=["mate_Aqua*"], crop_size=64, crops_per_photo=6, kernels="trajectory",
+              kernel_size=9, noise_sigma=0.0, seed=5, progress=False)
+    photos = shared_data / "photos" / "wallpaper"
+    build_pairs(photos, tmp_path / "plain", **kw)
+    build_pairs(photos, tmp_path / "tex", texture_candidates=16, **kw)
+
+    def energy(root):
+        files = sorted(root.rglob("sharp/*.png"))
+        assert len(files) == 6
+        return np.mean([_gradient_energy(read_image(f)) for f in files])
+
+    assert energy(tmp_path / "tex") > 1.5 * energy(tmp_path / "plain")

@@ -146,6 +146,28 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} already has train/ or test/ content without a manifest; pass overwrite=True")
 
 
+def _gradient_energy(region: torch.Tensor) -> float:
+    """Mean absolute horizontal + vertical difference of the grey image (texture measure)."""
+    grey = region.mean(dim=0)
+    return float((grey[:, 1:] - grey[:, :-1]).abs().mean() + (grey[1:] - grey[:-1]).abs().mean())
+
+
+def _pick_crop(img: torch.Tensor, rh: int, rw: int, candidates: int, g: torch.Generator) -> tuple[int, int]:
+    """Top-left corner of an ``rh x rw`` crop of ``img`` (C,H,W): the most textured (highest
+    :func:`_gradient_energy`) of ``candidates`` uniformly drawn positions; ``candidates=1`` is a
+    plain uniform draw. Skips flat crops such as the out-of-focus backgrounds of the wallpapers
+    (``../shared/data/SOURCES.md``: "for evaluation, skip crops with little gradient energy")."""
+    h, w = img.shape[-2:]
+    best, best_e = (0, 0), -1.0
+    for _ in range(max(1, candidates)):
+        top = int(torch.randint(h - rh + 1, (), generator=g))
+        left = int(torch.randint(w - rw + 1, (), generator=g))
+        e = _gradient_energy(img[:, top:top + rh, left:left + rw]) if candidates > 1 else 0.0
+        if e > best_e:
+            best, best_e = (top, left), e
+    return best
+
+
 def build_pairs(
     photos: PathLike | Iterable[PathLike],
     out: PathLike,
@@ -156,6 +178,7 @@ def build_pairs(
     crop_size: int | None = 256,
     every_kernel: bool = False,
     recursive: bool = False,
+    texture_candidates: int = 1,
     scale: float = 1.0,
     kernels: str = "trajectory",
     kernel_size: int = 31,
@@ -180,6 +203,9 @@ def build_pairs(
         include: glob patterns on file names/stems to keep (``None``: all).
         exclude: glob patterns on file names/stems to drop (e.g. ``("mate_*",)``).
         crops_per_photo: pairs per scene (random crop positions).
+        texture_candidates: draw this many crop positions per pair and keep the most textured
+            (highest mean gradient); 1 (default) is a plain uniform draw. Evaluation sets use
+            e.g. 16 so that flat, out-of-focus crops do not dominate the scores.
         crop_size: side of the output pairs in pixels; shrunk for a photo that is too small
             (smaller than ``crop_size + k - 1``), recorded per pair in the manifest. ``None``:
             the whole photo (its valid region, ``(H - kh + 1) x (W - kw + 1)``).
@@ -306,8 +332,7 @@ def build_pairs(
                 warnings.warn(f"{photo}: {why}; pair {name} skipped", stacklevel=2)
                 continue
             rh, rw = ch + kh - 1, cw + kw - 1
-            top = int(torch.randint(h - rh + 1, (), generator=g))
-            left = int(torch.randint(w - rw + 1, (), generator=g))
+            top, left = _pick_crop(img, rh, rw, texture_candidates, g)
             region = img[:, top : top + rh, left : left + rw]
             blurry, sharp = blur_valid_pair(region, k)
             sigma = _uniform(noise_sigma, g)
@@ -355,6 +380,7 @@ def build_pairs(
         "boundary": "valid",
         "noise": {"model": "poisson-gaussian", "sigma": noise_sigma, "peak": peak, "quantization": "8-bit"},
         "crop_size": crop_size,
+        "texture_candidates": texture_candidates,
         "crops_per_photo": crops_per_photo,
         "scale": scale,
         "test_fraction": None if test_patterns else test_fraction,
