@@ -1,4 +1,4 @@
-"""Losses: pixel and frequency (this file), perceptual and adversarial (later)."""
+"""Losses: pixel and frequency (:mod:`.pixel`), VGG perceptual (:mod:`.vgg`, :mod:`.perceptual`)."""
 from .pixel import (
     LOSSES,
     WeightedLoss,
@@ -9,6 +9,8 @@ from .pixel import (
     multiscale_targets,
     psnr_loss,
 )
+from .perceptual import BLUR2BLUR_VGG_LAYERS, BLUR2BLUR_VGG_WEIGHTS, VGGPerceptualLoss, blur2blur_perceptual_loss
+from .vgg import VGGFeatureExtractor
 
 __all__ = [
     "LOSSES",
@@ -19,4 +21,9 @@ __all__ = [
     "mse_loss",
     "multiscale_targets",
     "psnr_loss",
+    "BLUR2BLUR_VGG_LAYERS",
+    "BLUR2BLUR_VGG_WEIGHTS",
+    "VGGPerceptualLoss",
+    "blur2blur_perceptual_loss",
+    "VGGFeatureExtractor",
 ]

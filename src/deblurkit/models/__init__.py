@@ -16,6 +16,13 @@ Public API::
 Registered networks (one module per system):
 
 - ``mimo_unet``, ``mimo_unet_plus`` (:mod:`.mimo_unet`): MIMO-UNet / MIMO-UNet+, Blur2Blur's generator.
+- ``patchgan_b2b``, ``kernel_wizard`` (:mod:`.blur2blur`): Blur2Blur's multi-scale PatchGAN and the
+  blur-kernel-space-exploring kernel extractor / re-blurring network.
+- ``rsst``, ``rsst_lewin`` (:mod:`.rsst`): RSS-T (global-reset-release shutter deblurring).
+- ``msdi_net``, ``msdi2_net``, ``msdi2e``, ``msdi_discriminator`` and the released parts
+  ``msdi_encoder``, ``msdi_prior_upsampling``, ``msdi2_encoder``, ``msdi2_prior_upsampling``
+  (:mod:`.msdi`): MSDI-Net (learned degradation representations).
+- ``evdeblur``, ``evdeblur_rgb`` (:mod:`.evdeblur`): event-guided low-light deblurring.
 """
 from .checkpoint import (
     WRAPPER_KEYS,
