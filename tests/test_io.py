@@ -560,3 +560,23 @@ def test_real_example_photos(name, shape):
     # OpenCV's and Pillow's JPEG decoders may differ by a level or two
     assert np.abs(to_uint8(loaded.image).astype(int) - reference.astype(int)).mean() < 1.0
     assert list_images(REAL_BLUR) == sorted(REAL_BLUR.glob("*.*g"))
+
+
+def test_atomic_writers_use_normal_permissions_and_clean_up(tmp_path):
+    """Files written atomically get 0o666 minus the umask (not mkstemp's 0o600); a failing
+    writer leaves the old file and no temporary file."""
+    import os
+
+    from deblurkit.io.atomic import atomic_path, write_text_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    p = write_text_atomic(tmp_path / "a" / "t.txt", "one")
+    assert p.read_text() == "one"
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer failed")
+    assert p.read_text() == "one"
+    assert sorted(x.name for x in p.parent.iterdir()) == ["t.txt"]

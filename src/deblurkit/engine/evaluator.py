@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
+from ..io.atomic import write_text_atomic
 
 Restorer = Callable[[Tensor], Tensor]
 
@@ -113,25 +112,12 @@ class EvalResult:
         return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(result: EvalResult, out_dir: str | Path, title: str = "") -> tuple[Path, Path]:
     """Write ``results.csv`` and ``results.md`` atomically into ``out_dir``; return both paths."""
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
-    _atomic_write_text(csv_path, result.to_csv())
-    _atomic_write_text(md_path, result.to_markdown(title))
+    write_text_atomic(csv_path, result.to_csv())
+    write_text_atomic(md_path, result.to_markdown(title))
     return csv_path, md_path
 
 

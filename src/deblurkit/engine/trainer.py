@@ -26,6 +26,7 @@ import torch
 import yaml
 from torch import nn
 
+from ..io.atomic import write_text_atomic
 from ..losses import WeightedLoss
 from ..models import build, get_descriptor, load_checkpoint
 from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
@@ -241,7 +242,7 @@ class Trainer:
         """Train until ``train.total_steps``; returns the last logs (and validation means)."""
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
@@ -301,10 +302,7 @@ def export_weights(state_dict: dict, path: str | Path, model: str, overrides: di
     path = Path(path)
     save_safetensors({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
     meta = {"model": model, "overrides": dict(overrides), "weights": path.name, **(extra or {})}
-    side = path.with_suffix(".json")
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(side)
+    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return path
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Iterable, Union
 import cv2
 import numpy as np
 import torch
+
+from .atomic import write_bytes_atomic
 from PIL import Image
 
 __all__ = [
@@ -421,35 +422,12 @@ def _encode_params(suffix: str, quality: int | None) -> list[int]:
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then ``os.replace`` it into place.
-
-    The temporary file is created with the process umask (like a plain ``open``) and removed
-    if anything fails, so ``path`` is either its old content or the complete new file.
-    """
-    tmp = path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    created = False
+    """Write ``payload`` atomically (:func:`deblurkit.io.atomic.write_bytes_atomic`), turning an
+    OS error into :class:`ImageWriteError` naming the file."""
     try:
-        fd = os.open(tmp, flags, 0o666)
-        created = True
-        try:
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if created:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            raise ImageWriteError(f"cannot write image '{path}': {exc.strerror or exc}") from exc
-        raise
+        write_bytes_atomic(path, payload)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write image '{path}': {exc.strerror or exc}") from exc
 
 
 def save_image(

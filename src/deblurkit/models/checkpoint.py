@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..io.atomic import atomic_path
 from .registry import _entry, build, list_models
 
 __all__ = [
@@ -414,16 +414,8 @@ def save_safetensors(
         meta = dict(metadata)
     meta = {"format": "pt", **(meta or {}), _ORDER_KEY: json.dumps(list(tensors))}
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return out
 
 

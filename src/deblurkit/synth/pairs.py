@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
@@ -39,6 +38,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..io.atomic import write_bytes_atomic
 from ..io.images import IMAGE_EXTENSIONS, list_images, read_image, save_image
 from .blur import blur_valid_pair
 from .kernels import LEVIN_FILE, _resolve_kernel_file, load_kernel_bank, trajectory_kernels
@@ -70,24 +70,12 @@ def _uniform(value: Range, g: torch.Generator) -> float:
     return float(value)
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     import io
 
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _select_photos(photos, include, exclude, recursive: bool = False) -> list[Path]:
@@ -391,5 +379,5 @@ def build_pairs(
         "skipped": skipped,
         "pairs": records,
     }
-    _atomic_write_bytes(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_bytes_atomic(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
