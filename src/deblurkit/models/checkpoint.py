@@ -58,6 +58,7 @@ WRAPPER_KEYS: tuple[str, ...] = (
     "model_state_dict",
     "model",
     "deblurring_state_dict",
+    "blurring_state_dict",  # ASPDC ReBlurringNet.pth
     "net_g",
 )
 _PREFIXES = ("module.", "_orig_mod.")
