@@ -131,3 +131,16 @@ def test_evaluator_scores_identity_and_gain():
     assert "| a |" in md and "blurry input" in md
     with pytest.raises(ValueError, match="differ in size"):
         evaluate(lambda x: x, [("b", lq, gt[:, :16])], progress=False)
+
+
+def test_aspdc_protocol_uses_legacy_ssim():
+    from deblurkit import metrics
+    from deblurkit.engine import get_protocol
+
+    g = torch.Generator().manual_seed(1)
+    gt = torch.rand(1, 3, 24, 24, generator=g)
+    out = gt + 0.2 * torch.randn(1, 3, 24, 24, generator=g)  # exceeds [0,1]: the protocol clamps
+    s = get_protocol("aspdc").score(out, gt)
+    assert s["ssim"] == pytest.approx(float(metrics.ssim_skimage_legacy(out.clamp(0, 1), gt)[0]))
+    assert s["ssim"] != pytest.approx(get_protocol("standard").score(out, gt)["ssim"])
+    assert s["psnr"] == pytest.approx(float(metrics.psnr(out.clamp(0, 1), gt)[0]))

@@ -44,12 +44,27 @@ def _standard(restored: Tensor, gt: Tensor) -> dict:
     }
 
 
+def _aspdc(restored: Tensor, gt: Tensor) -> dict:
+    r = restored.clamp(0, 1)
+    return {
+        "psnr": float(metrics.psnr(r, gt, data_range=1.0)[0]),
+        "ssim": float(metrics.ssim_skimage_legacy(r, gt)[0]),
+    }
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "standard": Protocol(
         "standard",
         "full image; output clamped to [0,1]; PSNR on float RGB (data range 1); Gaussian SSIM "
         "(sigma 1.5, as skimage with gaussian_weights=True)",
         _standard,
+    ),
+    "aspdc": Protocol(
+        "aspdc",
+        "ASPDC's D_testing.py: full frames; output clamped to [0,1]; PSNR on float RGB (data range 1); "
+        "SSIM of old skimage compare_ssim(multichannel=True) on float images (7x7 uniform window, "
+        "sample covariance, data range 2) = ssim_skimage_legacy",
+        _aspdc,
     ),
 }
 
