@@ -402,3 +402,26 @@ def test_texture_candidates_pick_more_textured_crops(tmp_path, shared_data):
         return np.mean([_gradient_energy(read_image(f)) for f in files])
 
     assert energy(tmp_path / "tex") > 1.5 * energy(tmp_path / "plain")
+
+
+def test_center_kernel_removes_the_translation_of_levin_kernels(shared_data):
+    """Raw Levin kernels shift the image by up to ~3 px; centred ones by under half a pixel."""
+    from deblurkit.synth import center_kernel, levin_kernels
+
+    def centroid_offset(k):
+        k = k.double()
+        h, w = k.shape
+        cy = (k.sum(1) * torch.arange(h, dtype=torch.float64)).sum() / k.sum()
+        cx = (k.sum(0) * torch.arange(w, dtype=torch.float64)).sum() / k.sum()
+        return abs(float(cy) - h // 2), abs(float(cx) - w // 2)
+
+    raw = levin_kernels(shared_data / "kernels" / "levin09_kernels.npz")
+    centred = levin_kernels(shared_data / "kernels" / "levin09_kernels.npz", center=True)
+    assert max(max(centroid_offset(k)) for k in raw.values()) > 2.5
+    for name, k in centred.items():
+        assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+        assert max(centroid_offset(k)) <= 0.5 + 1e-9, name
+        assert torch.isclose(k.sum(), torch.tensor(1.0), atol=1e-5)
+        assert torch.equal(k[k > 0].sort().values, raw[name][raw[name] > 0].sort().values)
+    with pytest.raises(ValueError):
+        center_kernel(torch.zeros(3, 3))

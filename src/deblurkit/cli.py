@@ -165,6 +165,7 @@ def synth_pairs(
     every_kernel: bool = typer.Option(False, "--every-kernel", help="One pair per photo and per kernel of the bank (evaluation sets)."),
     recursive: bool = typer.Option(False, "--recursive", help="Search --photos recursively."),
     texture_candidates: int = typer.Option(1, help="Keep the most textured of N random crop positions (evaluation sets: 16)."),
+    center_kernels: bool = typer.Option(False, "--center-kernels", help="Re-centre Levin kernels on their centroid (blur without a shift)."),
 ):
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from .synth import build_pairs
@@ -173,7 +174,8 @@ def synth_pairs(
         manifest = build_pairs(photos, out, kernels=kernels, levin_path=levin, noise_sigma=noise_sigma,
                                seed=seed, include=include or None, test_patterns=test or None,
                                crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel,
-                               recursive=recursive, texture_candidates=texture_candidates)
+                               recursive=recursive, texture_candidates=texture_candidates,
+                               center_kernels=center_kernels)
     except _expected_errors() as e:
         _fail(str(e))
     n = manifest.get("num_pairs", "?") if isinstance(manifest, dict) else "?"

@@ -81,6 +81,8 @@ class SyntheticBlurDataset(Dataset):
             ``mate_*``, the wallpapers held out for evaluation).
         seed: base seed.
         augment: random flips/transposes of the crop.
+        center_kernels: re-centre the Levin kernels on their centroid so blurry and sharp stay
+            aligned (:func:`deblurkit.synth.kernels.center_kernel`); off by default.
         kernels: alias of ``kernel_sources`` (interfaces.md name).
 
     Items:
@@ -115,6 +117,7 @@ class SyntheticBlurDataset(Dataset):
         exclude: Sequence[str] = ("mate_*",),
         seed: int = 0,
         augment: bool = True,
+        center_kernels: bool = False,
         kernels: Sequence[str] | Mapping[str, float] | None = None,
     ) -> None:
         if kernels is not None:
@@ -140,7 +143,7 @@ class SyntheticBlurDataset(Dataset):
         # kernels
         self.levin: list[torch.Tensor] = []
         if "levin" in self.sources:
-            self.levin = list(levin_kernels(levin_path, data_root=data_root).values())
+            self.levin = list(levin_kernels(levin_path, data_root=data_root, center=center_kernels).values())
         self.bank = torch.zeros(0, kernel_size, kernel_size)
         if "trajectory" in self.sources:
             if max_length is None:

@@ -9,6 +9,7 @@
 """
 from .blur import BOUNDARY_MODES, blur, blur_valid_pair
 from .kernels import (
+    center_kernel,
     center_pad,
     default_kernel_dir,
     disk_kernel,
@@ -28,6 +29,7 @@ __all__ = [
     "blur",
     "blur_valid_pair",
     "build_pairs",
+    "center_kernel",
     "center_pad",
     "default_kernel_dir",
     "disk_kernel",

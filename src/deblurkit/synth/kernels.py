@@ -397,8 +397,35 @@ def load_kernel_bank(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
+def center_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """Zero-pad a (kh, kw) kernel into an odd square (K, K) array whose centre pixel ``K // 2``
+    is its centroid rounded to the nearest pixel.
+
+    Blurring with a kernel whose centroid is off its centre also translates the image (the 8
+    Levin et al. 2009 kernels are off by up to ~3 px); after centring, a blurry image stays
+    aligned with its sharp image to within half a pixel, which is how Boracchi & Foi's
+    trajectory kernels are built and what Levin et al.'s own evaluation achieves by aligning
+    before scoring. Values are unchanged (sum stays 1).
+
+    Raises:
+        ValueError: not a 2-D kernel with positive sum.
+    """
+    if kernel.dim() != 2 or not float(kernel.sum()) > 0:
+        raise ValueError(f"center_kernel needs a 2-D kernel with positive sum, got shape {tuple(kernel.shape)}")
+    kh, kw = kernel.shape
+    k64 = kernel.double()
+    total = k64.sum()
+    cy = int(round(float((k64.sum(1) * torch.arange(kh, dtype=torch.float64)).sum() / total)))
+    cx = int(round(float((k64.sum(0) * torch.arange(kw, dtype=torch.float64)).sum() / total)))
+    half = max(cy, kh - 1 - cy, cx, kw - 1 - cx)
+    size = 2 * half + 1
+    top, left = half - cy, half - cx
+    return torch.nn.functional.pad(kernel, (left, size - kw - left, top, size - kh - top))
+
+
 def levin_kernels(
-    path: str | os.PathLike | None = None, *, data_root: str | os.PathLike | None = None
+    path: str | os.PathLike | None = None, *, data_root: str | os.PathLike | None = None,
+    center: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The 8 real camera-shake kernels measured by Levin et al. (CVPR 2009).
 
@@ -410,14 +437,18 @@ def levin_kernels(
         path: the ``levin09_kernels.npz`` file or the folder holding it; ``None`` resolves
             :func:`default_kernel_dir` (``data_root``).
         data_root: shared data folder (``.../shared/data``) used when ``path`` is None.
+        center: re-centre each kernel on its centroid (:func:`center_kernel`) so that blur
+            does not also translate the image; off by default (the kernels as measured).
 
     Returns:
-        dict ``levin09_1`` .. ``levin09_8`` -> float32 (k, k) tensors (13x13 to 27x27), sum 1.
+        dict ``levin09_1`` .. ``levin09_8`` -> float32 (k, k) tensors (13x13 to 27x27, up to
+        33x33 when centred), sum 1.
 
     Raises:
         FileNotFoundError naming the resolved path; ValueError for a malformed file.
     """
-    return load_kernel_bank(_resolve_kernel_file(path, data_root, LEVIN_FILE))
+    bank = load_kernel_bank(_resolve_kernel_file(path, data_root, LEVIN_FILE))
+    return {k: center_kernel(v) for k, v in bank.items()} if center else bank
 
 
 def kair_kernels(

@@ -41,7 +41,7 @@ import torch
 from ..io.atomic import write_bytes_atomic
 from ..io.images import IMAGE_EXTENSIONS, list_images, read_image, save_image
 from .blur import blur_valid_pair
-from .kernels import LEVIN_FILE, _resolve_kernel_file, load_kernel_bank, trajectory_kernels
+from .kernels import LEVIN_FILE, _resolve_kernel_file, center_kernel, load_kernel_bank, trajectory_kernels
 from .noise import poisson_gaussian_noise, quantize_8bit
 
 __all__ = ["build_pairs", "scene_name", "derive_seed", "MANIFEST_NAME", "KERNEL_SOURCES"]
@@ -167,6 +167,7 @@ def build_pairs(
     every_kernel: bool = False,
     recursive: bool = False,
     texture_candidates: int = 1,
+    center_kernels: bool = False,
     scale: float = 1.0,
     kernels: str = "trajectory",
     kernel_size: int = 31,
@@ -191,6 +192,9 @@ def build_pairs(
         include: glob patterns on file names/stems to keep (``None``: all).
         exclude: glob patterns on file names/stems to drop (e.g. ``("mate_*",)``).
         crops_per_photo: pairs per scene (random crop positions).
+        center_kernels: re-centre the Levin kernels on their centroid
+            (:func:`deblurkit.synth.kernels.center_kernel`) so blur does not also shift the
+            image; trajectory kernels are always centred.
         texture_candidates: draw this many crop positions per pair and keep the most textured
             (highest mean gradient); 1 (default) is a plain uniform draw. Evaluation sets use
             e.g. 16 so that flat, out-of-focus crops do not dominate the scores.
@@ -263,6 +267,8 @@ def build_pairs(
     if kernels in ("levin", "mixed"):
         levin_file = _resolve_kernel_file(levin_path, data_root, LEVIN_FILE)
         levin = load_kernel_bank(levin_file)
+        if center_kernels:
+            levin = {n: center_kernel(k) for n, k in levin.items()}
     levin_names = list(levin) if levin else []
     split_of = _split_scenes(list(names), test_fraction, test_patterns, seed)
     _prepare_out(out, overwrite)
@@ -369,6 +375,7 @@ def build_pairs(
         "noise": {"model": "poisson-gaussian", "sigma": noise_sigma, "peak": peak, "quantization": "8-bit"},
         "crop_size": crop_size,
         "texture_candidates": texture_candidates,
+        "center_kernels": center_kernels,
         "crops_per_photo": crops_per_photo,
         "scale": scale,
         "test_fraction": None if test_patterns else test_fraction,
