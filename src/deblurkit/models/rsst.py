@@ -77,6 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers.mimo import BasicConv as _MimoBasicConv
 from .layers.window_attention import (
     DropPath,
     LeFF,
@@ -107,42 +108,19 @@ _TRANS_TYPES = {"rsst": "rsst", "lewin": "LeWin"}
 
 
 # ------------------------------------------------------------------------------ conv blocks
-class BasicConv(nn.Module):
+class BasicConv(_MimoBasicConv):
     """Conv (or transposed conv) -> optional BatchNorm -> optional LeakyReLU(0.01), as RSS-T's
-    ``model/layers.py`` ``BasicConv`` (LeakyReLU where MIMO-UNet's has ReLU).
+    ``model/layers.py`` ``BasicConv``: MIMO-UNet's block (:class:`deblurkit.models.layers.mimo.BasicConv`)
+    with LeakyReLU where MIMO-UNet has ReLU.
 
     Keys: ``main.0.*`` (and ``main.1.*`` with ``norm``). Padding ``k // 2`` (conv) or
     ``k // 2 - 1`` (transposed). Shapes: (N, in_channel, H, W) -> (N, out_channel, H', W').
     """
 
-    def __init__(
-        self,
-        in_channel: int,
-        out_channel: int,
-        kernel_size: int,
-        stride: int,
-        bias: bool = True,
-        norm: bool = False,
-        relu: bool = True,
-        transpose: bool = False,
-    ) -> None:
-        super().__init__()
-        bias = bias and not norm
-        if transpose:
-            conv: nn.Module = nn.ConvTranspose2d(
-                in_channel, out_channel, kernel_size, padding=kernel_size // 2 - 1, stride=stride, bias=bias
-            )
-        else:
-            conv = nn.Conv2d(in_channel, out_channel, kernel_size, padding=kernel_size // 2, stride=stride, bias=bias)
-        layers: list[nn.Module] = [conv]
-        if norm:
-            layers.append(nn.BatchNorm2d(out_channel))
-        if relu:
-            layers.append(nn.LeakyReLU(inplace=True))
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.main(x)
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, stride: int, bias: bool = True,
+                 norm: bool = False, relu: bool = True, transpose: bool = False) -> None:
+        super().__init__(in_channel, out_channel, kernel_size, stride=stride, bias=bias, norm=norm,
+                         relu=relu, transpose=transpose, activation="leaky_relu")
 
 
 class SCM(nn.Module):

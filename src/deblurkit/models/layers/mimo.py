@@ -28,8 +28,10 @@ class BasicConv(nn.Module):
         stride: convolution stride.
         bias: use a bias (forced off when ``norm`` is on, as in the official code).
         norm: append ``BatchNorm2d``.
-        relu: append ``ReLU`` (in place).
+        relu: append the activation (in place).
         transpose: use ``ConvTranspose2d``.
+        activation: ``"relu"`` (MIMO-UNet) or ``"leaky_relu"`` (slope 0.01, RSS-T's
+            ``model/layers.py``).
 
     Shapes: (N, in_channel, H, W) -> (N, out_channel, H', W').
     """
@@ -44,8 +46,11 @@ class BasicConv(nn.Module):
         norm: bool = False,
         relu: bool = True,
         transpose: bool = False,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ("relu", "leaky_relu"):
+            raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {activation!r}")
         use_bias = bias and not norm
         if transpose:
             conv: nn.Module = nn.ConvTranspose2d(
@@ -61,7 +66,7 @@ class BasicConv(nn.Module):
         if norm:
             parts.append(nn.BatchNorm2d(out_channel))
         if relu:
-            parts.append(nn.ReLU(inplace=True))
+            parts.append(nn.ReLU(inplace=True) if activation == "relu" else nn.LeakyReLU(inplace=True))
         self.main = nn.Sequential(*parts)
 
     def forward(self, x: Tensor) -> Tensor:
