@@ -89,7 +89,7 @@ def test_deblur_corrupt_and_unsupported_inputs_name_the_file(tiny_weights, tmp_p
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")
     res = _run("deblur", txt, "-o", tmp_path / "out")
-    assert res.exit_code == 2 and "notes.txt" in res.output
+    assert res.exit_code == 2 and "notes.txt" in res.output and "unsupported file type '.txt'" in res.output
 
 
 def test_inspect_names_the_architecture(tiny_weights, tmp_path):

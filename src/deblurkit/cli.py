@@ -59,8 +59,12 @@ def deblur(
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
     from .inference import Deblurrer
-    from .io import list_images
+    from .io import IMAGE_EXTENSIONS, list_images
 
+    for p in inputs:
+        if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            _fail(f"{p}: unsupported file type '{p.suffix or '(none)'}'; supported: "
+                  f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
     try:
         files = list_images(inputs)
         if not files:
