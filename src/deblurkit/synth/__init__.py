@@ -22,6 +22,7 @@ from .kernels import (
     trajectory_to_kernels,
 )
 from .noise import gaussian_noise, poisson_gaussian_noise, quantize_8bit
+from .shutter import global_shutter_blur, grr_blur, grr_exposures, integrate_rows, rolling_shutter_blur
 from .pairs import build_pairs
 
 __all__ = [
@@ -43,4 +44,9 @@ __all__ = [
     "random_trajectories",
     "trajectory_kernels",
     "trajectory_to_kernels",
+    "global_shutter_blur",
+    "grr_blur",
+    "grr_exposures",
+    "integrate_rows",
+    "rolling_shutter_blur",
 ]

@@ -1,0 +1,58 @@
+"""GS / RS / GRR shutter integration."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deblurkit.synth.shutter import global_shutter_blur, grr_blur, grr_exposures, integrate_rows, rolling_shutter_blur
+
+
+def _frames(T=8, H=5, W=3, seed=0):
+    return torch.rand(T, 3, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+def test_gs_is_the_frame_average():
+    f = _frames()
+    assert torch.allclose(global_shutter_blur(f), f.mean(0), atol=1e-6)
+    assert torch.allclose(global_shutter_blur(f, exposure=2, start=3), f[3:5].mean(0), atol=1e-6)
+
+
+def test_fractional_windows_weight_frames_by_overlap():
+    f = _frames()
+    H = f.shape[2]
+    out = integrate_rows(f, torch.full((H,), 0.5), torch.full((H,), 2.0))
+    ref = (0.5 * f[0] + f[1]) / 1.5
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_rs_rows_start_later_down_the_frame():
+    f = _frames(T=10, H=4)
+    out = rolling_shutter_blur(f, exposure=3, readout=3)  # row r starts at frame r
+    for r in range(4):
+        assert torch.allclose(out[:, r], f[r:r + 3, :, r].mean(0), atol=1e-6)
+
+
+def test_grr_rows_integrate_growing_prefixes():
+    f = _frames(T=10, H=4)
+    out = grr_blur(f, exposure=2, readout=6)  # t_r = 2, 4, 6, 8
+    assert torch.allclose(grr_exposures(4, 2, 6), torch.tensor([2.0, 4.0, 6.0, 8.0], dtype=torch.float64))
+    for r, t in enumerate([2, 4, 6, 8]):
+        assert torch.allclose(out[:, r], f[:t, :, r].mean(0), atol=1e-6)
+
+
+def test_grr_blur_grows_towards_the_bottom_on_a_moving_edge():
+    T, H, W = 16, 8, 32
+    f = torch.zeros(T, 1, H, W)
+    for t in range(T):
+        f[t, :, :, 8 + t:] = 1.0  # an edge moving right by 1 px per frame
+    out = grr_blur(f, exposure=1, readout=15)[0]
+    width = [(0.02 < out[r]).logical_and(out[r] < 0.98).sum().item() for r in range(H)]
+    assert width == sorted(width) and width[-1] > width[0] + 8
+
+
+def test_bad_windows_raise():
+    f = _frames()
+    with pytest.raises(ValueError, match="0 <= t0 < t1"):
+        grr_blur(f, exposure=5, readout=10)
+    with pytest.raises(ValueError, match="T, C, H, W"):
+        global_shutter_blur(torch.rand(3, 4, 4))
