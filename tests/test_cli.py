@@ -112,3 +112,14 @@ def test_train_cli_rejects_bad_config(tmp_path):
 def test_models_lists_registry():
     res = _run("models")
     assert res.exit_code == 0 and "mimo_unet" in res.output and "mimo_unet_plus" in res.output
+
+
+def test_synth_grr_from_real_video(tmp_path, shared_data):
+    res = _run("synth", "grr", "--video", shared_data / "video" / "tree.avi", "--out", tmp_path / "grr",
+               "--max-frames", "3", "--factor", "2", "--exposure", "1", "--readout", "2", "--stride", "1")
+    assert res.exit_code == 0, res.output
+    rsgr = sorted((tmp_path / "grr" / "test" / "tree" / "RSGR" / "PNG").glob("*.png"))
+    gs = sorted((tmp_path / "grr" / "test" / "tree" / "GS" / "PNG").glob("*.png"))
+    assert len(rsgr) == len(gs) == 2
+    res = _run("synth", "grr", "--video", tmp_path / "none.mp4", "--out", tmp_path / "grr")
+    assert res.exit_code == 2 and "none.mp4" in res.output

@@ -56,3 +56,43 @@ def test_bad_windows_raise():
         grr_blur(f, exposure=5, readout=10)
     with pytest.raises(ValueError, match="T, C, H, W"):
         global_shutter_blur(torch.rand(3, 4, 4))
+
+
+def test_interpolation_keeps_originals_and_tracks_a_moving_square():
+    from deblurkit.synth.interpolate import interpolate_frames
+
+    T, H, W = 2, 48, 64
+    f = torch.zeros(T, 3, H, W)
+    f[0, :, 16:32, 10:26] = 1.0
+    f[1, :, 16:32, 18:34] = 1.0  # moved 8 px right
+    out = interpolate_frames(f, 4)
+    assert out.shape == (5, 3, H, W)
+    assert torch.equal(out[0], f[0]) and torch.equal(out[4], f[1])
+    mid = out[2, 0]
+    cols = mid[24].nonzero().flatten().float()
+    centre = float(cols[mid[24, cols.long()] > 0.5].mean())
+    assert abs(centre - (17.5 + 4)) <= 2.0  # halfway between 17.5 and 25.5
+    with pytest.raises(ValueError):
+        interpolate_frames(f[:1], 4)
+
+
+def test_build_grr_sequence_from_real_frames(tmp_path, shared_data):
+    from deblurkit.data import PairedImageDataset
+    from deblurkit.synth.grr import build_grr_sequence, read_frames
+
+    frames = read_frames(shared_data / "sequences" / "visp_mbt_cube", max_frames=4)[:, :, ::8, ::8]
+    assert frames.shape == (4, 3, 60, 80)
+    man = build_grr_sequence(frames, tmp_path, seq="cube", factor=4, exposure=2, readout=6, stride=1,
+                             progress=False)
+    assert man["num_pairs"] == 2
+    ds = PairedImageDataset(tmp_path, split="test", lq_dir="RSGR/PNG", gt_dir="GS/PNG")
+    assert len(ds) == 2
+    item = ds[0]
+    assert item["lq"].shape == item["gt"].shape == (3, 60, 80)
+    # the GS reference is the sharp frame at the reset time; the bottom rows integrate longer
+    assert torch.allclose(item["gt"], frames[0], atol=1 / 255)
+    top = (item["lq"][:, :20] - item["gt"][:, :20]).abs().mean()
+    bottom = (item["lq"][:, -20:] - item["gt"][:, -20:]).abs().mean()
+    assert bottom > top
+    with pytest.raises(ValueError, match="too short"):
+        build_grr_sequence(frames[:2], tmp_path / "x", factor=2, exposure=2, readout=6, progress=False)

@@ -186,6 +186,35 @@ def synth_pairs(
     typer.echo(f"wrote {n} pairs to {out}")
 
 
+@synth_app.command("grr")
+def synth_grr(
+    video: Optional[Path] = typer.Option(None, "--video", help="Video file (e.g. ../shared/data/video/bikes.mp4)."),
+    frames: Optional[Path] = typer.Option(None, "--frames", help="Folder of frames (e.g. ../shared/data/sequences/visp_mbt_cube)."),
+    out: Path = typer.Option(..., "--out", help="Output root (GRR_real layout <split>/<seq>/{RSGR,GS}/PNG)."),
+    seq: Optional[str] = typer.Option(None, help="Sequence folder name (default: the source's name)."),
+    split: str = typer.Option("test"),
+    factor: int = typer.Option(8, help="Temporal interpolation factor (DIS optical flow)."),
+    exposure: float = typer.Option(8.0, help="First row's exposure, in interpolated frames."),
+    readout: float = typer.Option(16.0, help="Extra exposure of the last row, in interpolated frames."),
+    stride: int = typer.Option(2, help="Original frames between samples."),
+    max_frames: Optional[int] = typer.Option(64, help="Read at most this many source frames."),
+    reference: str = typer.Option("start", help="GS reference time: start (reset) or middle."),
+):
+    """Synthesise global-reset-release (GRR) blur and GS references from real video."""
+    from .synth.grr import build_grr_sequence, read_frames
+
+    if (video is None) == (frames is None):
+        _fail("give exactly one of --video or --frames")
+    src = video or frames
+    try:
+        clip = read_frames(src, max_frames=max_frames)
+        man = build_grr_sequence(clip, out, seq=seq or src.stem, split=split, factor=factor, exposure=exposure,
+                                 readout=readout, stride=stride, reference=reference)
+    except _expected_errors() as e:
+        _fail(str(e))
+    typer.echo(f"wrote {man['num_pairs']} GRR/GS pairs to {out / split / (seq or src.stem)}")
+
+
 @app.command()
 def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors).")):
     """Name the registered architecture a checkpoint belongs to, from its keys and shapes."""
