@@ -34,10 +34,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _parse_tile(tile: Optional[str]):
-    if tile is None or tile == "auto":
-        return "auto" if tile == "auto" else None
-    if tile in ("0", "none", "off"):
+    if tile in (None, "0", "none", "off"):
         return None
+    if tile == "auto":
+        return "auto"
     try:
         return int(tile)
     except ValueError:

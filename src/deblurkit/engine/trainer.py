@@ -60,11 +60,21 @@ def build_dataset(spec: dict, where: str = "data"):
         raise ValueError(f"{where}: bad arguments for dataset {kind!r}: {e}") from None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"`` / ``"cuda[:i]"`` as given.
+
+    Raises:
+        RuntimeError: CUDA asked for but not available.
+        ValueError: any other device type.
+    """
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(dev)!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
+    return dev
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int, start: int) -> Iterator[list[int]]:

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.trainer import resolve_device
+from ..io import rgb_to_grey
 from .tiling import auto_tile_size, tiled_forward
 
 __all__ = [
@@ -47,8 +49,6 @@ PathLike = str | os.PathLike
 DEFAULT_WEIGHTS_DIR = "weights"
 #: Width of the white separator between the panels of a comparison image (pixels).
 SEPARATOR_PX = 4
-#: ITU-R BT.601 luma weights (R, G, B), the same as ``deblurkit.io.read_image(..., channels=1)``.
-_BT601 = (0.299, 0.587, 0.114)
 
 
 def _missing_default_error(what: str) -> FileNotFoundError:
@@ -91,23 +91,6 @@ def default_model_info() -> dict[str, Any]:
         raise _missing_default_error(f"{meta} names '{info['weights']}', which does not exist")
     info = dict(info, overrides=overrides, weights_path=Path(str(weights)))
     return info
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(dev)!r} requested but CUDA is not available; use device='cpu' or 'auto'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
-    return dev
-
-
-def _to_grey(rgb: torch.Tensor) -> torch.Tensor:
-    """(N,3,H,W) -> (N,1,H,W) BT.601 luma."""
-    w = torch.tensor(_BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(dim=1, keepdim=True)
 
 
 def make_comparison(
@@ -402,7 +385,7 @@ class Deblurrer:
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise ValueError(f"bad value_range {value_range}")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(f"bf16 is not supported on {torch.cuda.get_device_name(self.device)}; use fp32")
         self.precision = precision
@@ -516,7 +499,7 @@ class Deblurrer:
         if y.shape[1] != 3:
             raise ValueError(f"{self.model_name!r} returned {y.shape[1]} channels, expected 3")
         if c == 1:
-            y = _to_grey(y)
+            y = rgb_to_grey(y)
         y = y.clamp_(0.0, 1.0)
         return y[0] if single else y
 

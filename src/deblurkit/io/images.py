@@ -327,6 +327,19 @@ def load_image(path: PathLike) -> LoadedImage:
     return LoadedImage(image=_to_tensor(array, max_value), alpha=alpha, bit_depth=bit_depth, path=path)
 
 
+def rgb_to_grey(rgb: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of (..., 3, H, W) -> (..., 1, H, W),
+    same dtype, device and value range as the input.
+
+    Raises:
+        ValueError: the channel axis (dim -3) is not 3.
+    """
+    if rgb.dim() < 3 or rgb.shape[-3] != 3:
+        raise ValueError(f"rgb_to_grey needs (..., 3, H, W), got {tuple(rgb.shape)}")
+    weights = torch.tensor(_BT601, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    return (rgb * weights).sum(dim=-3, keepdim=True)
+
+
 def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
     """Read an image file as a float32 ``(channels, H, W)`` tensor in [0, 1]; alpha is dropped.
 
@@ -345,8 +358,7 @@ def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
         return image
     if channels == 3:
         return image.expand(3, -1, -1).contiguous()
-    weights = torch.tensor(_BT601, dtype=image.dtype).view(3, 1, 1)
-    return (image * weights).sum(dim=0, keepdim=True)
+    return rgb_to_grey(image)
 
 
 # --------------------------------------------------------------------------------------------
