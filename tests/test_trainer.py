@@ -91,3 +91,65 @@ def test_unknown_dataset_type_is_a_clear_error(tmp_path, shared_data):
     cfg.data.train = {"type": "nope"}
     with pytest.raises(ValueError, match="data.train.type: unknown dataset 'nope'"):
         Trainer(cfg, progress=False)
+
+
+def test_recipe_with_auxiliary_networks_resumes_exactly(tmp_path, shared_data):
+    """A registered recipe with a trainable and a frozen auxiliary network: both are saved and
+    restored, the frozen one gets no gradient and stays in eval mode."""
+    from torch import nn
+
+    from deblurkit.engine import make_trainer, register_recipe
+
+    @register_recipe("_test_aux")
+    class AuxTrainer(Trainer):
+        def setup(self):
+            self.add_aux("critic", nn.Conv2d(3, 1, 3, padding=1), trainable=True, lr=5e-4)
+            self.add_aux("frozen", nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.5)), trainable=False)
+
+        def train_step(self, batch):
+            self.apply_lr()
+            lq, gt = batch["lq"], batch["gt"]
+            out = self.fwd["net"](lq)[-1]
+            loss = (self.aux["frozen"](out) - gt).abs().mean() + self.fwd["critic"](out).mean() ** 2
+            for o in (self.optimizer, *self.aux_optimizers.values()):
+                o.zero_grad()
+            loss.backward()
+            for o in (self.optimizer, *self.aux_optimizers.values()):
+                o.step()
+            self.step += 1
+            return {"loss": float(loss.detach())}
+
+    def cfg(d):
+        c = tiny_config(d, shared_data)
+        c.recipe = {"type": "_test_aux"}
+        return c
+
+    straight = make_trainer(cfg(tmp_path / "a"), progress=False)
+    frozen_before = [p.clone() for p in straight.aux["frozen"].parameters()]
+    straight.fit()
+    assert not straight.aux["frozen"].training
+    assert all(p.grad is None for p in straight.aux["frozen"].parameters())
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, straight.aux["frozen"].parameters()))
+
+    def kill_at_5(step, logs):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        make_trainer(cfg(tmp_path / "b"), progress=False, on_step=kill_at_5).fit()
+    resumed = make_trainer(cfg(tmp_path / "b"), resume=True, progress=False)
+    assert type(resumed) is AuxTrainer and resumed.step == 4
+    resumed.fit()
+    for a, b in zip(straight.aux["critic"].parameters(), resumed.aux["critic"].parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_unknown_recipe_is_a_clear_error(tmp_path, shared_data):
+    from deblurkit.engine import make_trainer
+
+    c = tiny_config(tmp_path / "x", shared_data)
+    c.recipe = {"type": "nope"}
+    with pytest.raises(ValueError, match="recipe.type 'nope' unknown"):
+        make_trainer(c, progress=False)

@@ -6,8 +6,24 @@
   Levin kernels), deterministic per (seed, epoch, index).
 
 Items are dicts ``{"lq": (3,h,w), "gt": (3,h,w), "name": str}``, float32 in [0, 1].
+Training configs pick a class from :data:`DATASETS`; ``deblurkit evaluate --layout`` opens
+evaluation data through :data:`LAYOUTS` (see :mod:`.registry`).
 """
 from .paired import PairedImageDataset, find_pairs, item_generator
+from .registry import DATASETS, LAYOUTS, open_layout, register_dataset, register_layout
 from .synthetic import SyntheticBlurDataset
 
-__all__ = ["PairedImageDataset", "SyntheticBlurDataset", "find_pairs", "item_generator"]
+register_dataset("paired", PairedImageDataset)
+register_dataset("synthetic", SyntheticBlurDataset)
+register_layout("gopro", lambda root, split: PairedImageDataset(root, split=split))
+
+__all__ = ["PairedImageDataset", "SyntheticBlurDataset", "find_pairs", "item_generator",
+           "DATASETS", "LAYOUTS", "open_layout", "register_dataset", "register_layout"]
+
+# System modules in this package (hide.py, realblur.py, grr.py, ...) register their datasets and
+# layouts on import: adding a file is enough.
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+for _m in _pkgutil.iter_modules(__path__):
+    _importlib.import_module(f"{__name__}.{_m.name}")

@@ -89,7 +89,9 @@ class EvalSection:
 @dataclass
 class TrainConfig:
     """A whole training recipe. ``loss`` is a list of ``{"type", "weight", **kwargs}`` terms
-    (``deblurkit.losses.LOSSES``), applied to every output of multi-scale networks."""
+    (``deblurkit.losses.LOSSES``), applied to every output of multi-scale networks. ``recipe`` is
+    ``{"type": name, **args}`` naming the training procedure (``supervised`` by default; GAN and
+    consistency recipes are registered by the systems, see ``deblurkit.engine.RECIPES``)."""
 
     name: str
     model: ModelSection
@@ -99,6 +101,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    recipe: dict = field(default_factory=lambda: {"type": "supervised"})
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -243,6 +246,8 @@ def validate_config(raw: dict, source: str = "<config>") -> TrainConfig:
             raise ConfigError(f"{source}: data.{split} needs a 'type' (dataset name)")
     if cfg.train.total_steps <= 0:
         raise ConfigError(f"{source}: train.total_steps must be > 0")
+    if "type" not in cfg.recipe:
+        cfg.recipe = {"type": "supervised", **cfg.recipe}
     cfg.train.out_dir = cfg.train.out_dir.replace("${name}", cfg.name)
     return cfg
 

@@ -28,12 +28,16 @@ class Protocol:
     """An evaluation protocol: how a restored image is scored against its reference.
 
     ``score(restored, gt)`` takes (1, 3, H, W) float tensors in [0, 1] (restored may exceed the
-    range; the protocol decides whether to clamp) and returns ``{"psnr": dB, "ssim": value}``.
+    range; the protocol decides whether to clamp) and returns ``{"psnr": dB, "ssim": value, ...}``
+    (extra keys, e.g. a per-region breakdown, become extra columns). ``apply(restore, blurry)``,
+    when given, says how the protocol runs the restorer (tiles, padding with a mask, ...); by
+    default the whole (1, 3, H, W) image goes through ``restore`` once.
     """
 
     name: str
     description: str
     score: Callable[[Tensor, Tensor], dict]
+    apply: Callable[[Callable[[Tensor], Tensor], Tensor], Tensor] | None = None
 
 
 def _standard(restored: Tensor, gt: Tensor) -> dict:
@@ -165,11 +169,10 @@ def evaluate(restore: Restorer, pairs: Iterable[tuple[str, Tensor, Tensor]], pro
         lq4, gt4 = lq.unsqueeze(0) if lq.dim() == 3 else lq, gt.unsqueeze(0) if gt.dim() == 3 else gt
         if lq4.shape != gt4.shape:
             raise ValueError(f"{name}: blurry {tuple(lq4.shape)} and sharp {tuple(gt4.shape)} differ in size")
-        restored = restore(lq4).float().cpu()
+        restored = (proto.apply(restore, lq4) if proto.apply else restore(lq4)).float().cpu()
         s = proto.score(restored, gt4)
         s_in = proto.score(lq4, gt4)
-        result.rows.append({"name": name, "psnr": s["psnr"], "ssim": s["ssim"],
-                            "psnr_input": s_in["psnr"], "ssim_input": s_in["ssim"]})
+        result.rows.append({"name": name, **s, **{f"{k}_input": v for k, v in s_in.items()}})
         if on_image is not None:
             on_image(name, restored)
     return result

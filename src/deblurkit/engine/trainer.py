@@ -41,15 +41,15 @@ class RunExistsError(RuntimeError):
 def build_dataset(spec: dict, where: str = "data"):
     """Instantiate a dataset from ``{"type": name, **kwargs}``.
 
-    Types: ``paired`` (:class:`deblurkit.data.PairedImageDataset`, GoPro layout) and ``synthetic``
-    (:class:`deblurkit.data.SyntheticBlurDataset`, blur synthesised on the fly).
+    Types are the entries of :data:`deblurkit.data.DATASETS` (``paired``: GoPro layout,
+    ``synthetic``: blur synthesised on the fly, and those the system modules register with
+    :func:`deblurkit.data.register_dataset`).
 
     Raises:
         ValueError: unknown type or bad arguments, naming ``where``.
     """
-    from .. import data
+    from ..data import DATASETS as registry
 
-    registry = {"paired": data.PairedImageDataset, "synthetic": data.SyntheticBlurDataset}
     spec = dict(spec)
     kind = spec.pop("type")
     if kind not in registry:
@@ -87,15 +87,60 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int, start: int) -> Iter
 
 
 def _collate(items: list[dict]) -> dict:
-    return {
-        "lq": torch.stack([it["lq"] for it in items]),
-        "gt": torch.stack([it["gt"] for it in items]),
-        "name": [it["name"] for it in items],
-    }
+    """Stack tensor fields of equal shape into a batch; anything else becomes a list."""
+    out = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        if isinstance(vals[0], torch.Tensor) and all(v.shape == vals[0].shape for v in vals):
+            out[k] = torch.stack(vals)
+        else:
+            out[k] = vals
+    return out
 
 
+RECIPES: dict[str, type] = {}
+
+
+def register_recipe(name: str):
+    """Class decorator: register a :class:`Trainer` subclass as training recipe ``name``.
+
+    A config selects it with ``recipe: {type: name, **args}``; the subclass reads its arguments
+    from ``self.recipe_args`` in :meth:`Trainer.setup` and overrides :meth:`Trainer.train_step`
+    (and :meth:`Trainer.restore` when validation needs more than the main network).
+    """
+    def deco(cls):
+        RECIPES[name] = cls
+        cls.recipe_name = name
+        return cls
+    return deco
+
+
+def make_trainer(cfg: TrainConfig, **kwargs) -> "Trainer":
+    """The :class:`Trainer` (sub)class named by ``cfg.recipe["type"]``, constructed on ``cfg``.
+
+    Raises:
+        ValueError: unknown recipe, listing the known ones.
+    """
+    from .. import models  # noqa: F401 - system modules register their recipes on import
+    from . import recipes  # noqa: F401
+
+    kind = cfg.recipe.get("type", "supervised")
+    if kind not in RECIPES:
+        raise ValueError(f"{cfg.name}: recipe.type {kind!r} unknown; known: {sorted(RECIPES)}")
+    return RECIPES[kind](cfg, **kwargs)
+
+
+@register_recipe("supervised")
 class Trainer:
-    """Run a supervised training config.
+    """Run a training config; the base class is the ``supervised`` recipe (loss on the main
+    network's outputs against the sharp target).
+
+    Recipes (GAN, frozen auxiliary networks, several inputs) subclass it: :meth:`setup` adds
+    auxiliary networks with :meth:`add_aux` (trainable ones get their own optimiser, frozen ones
+    are put in eval mode with gradients off), :meth:`train_step` does one iteration. Everything
+    added with :meth:`add_aux` is saved in the checkpoints and restored on resume; the learning
+    rate schedule scales every optimiser. Trainable networks are called through ``self.fwd[name]``
+    (``"net"`` for the main one) so that distributed wrappers can be swapped in.
 
     Args:
         cfg: validated config (:func:`deblurkit.engine.load_config`).
@@ -144,10 +189,79 @@ class Trainer:
                                  weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
         self.ema = EMA(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.criterion = WeightedLoss(cfg.loss)
+        self.recipe_args = {k: v for k, v in cfg.recipe.items() if k != "type"}
+        self.aux: dict[str, nn.Module] = {}
+        self.aux_optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.fwd: dict[str, nn.Module] = {"net": self.net}
         self.step = 0
         self.best_psnr = -math.inf
+        self.setup()
         if resume and last.exists():
             self._load(last)
+
+    # ------------------------------------------------------------------ recipe hooks
+    def setup(self) -> None:
+        """Build auxiliary networks / losses from ``self.recipe_args`` (subclasses)."""
+        if self.recipe_args:
+            raise ValueError(f"{self.cfg.name}: recipe 'supervised' takes no arguments, got "
+                             f"{sorted(self.recipe_args)}")
+
+    def add_aux(self, name: str, module: nn.Module, *, trainable: bool, lr: float | None = None,
+                betas: tuple | None = None, **optim_kwargs) -> nn.Module:
+        """Register an auxiliary network (moved to the device, saved in checkpoints).
+
+        ``trainable=True`` gives it an optimiser of ``optim.type`` with ``lr`` (default
+        ``optim.lr``) and ``betas`` (default ``optim.betas``); ``trainable=False`` freezes it for
+        real: eval mode and ``requires_grad=False`` on every parameter.
+        """
+        module = module.to(self.device)
+        self.aux[name] = module
+        if trainable:
+            o = self.cfg.optim
+            opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
+            self.aux_optimizers[name] = opt_cls(
+                module.parameters(), lr=lr if lr is not None else o.lr,
+                betas=tuple(betas if betas is not None else o.betas),
+                weight_decay=optim_kwargs.pop("weight_decay", o.weight_decay),
+                eps=optim_kwargs.pop("eps", o.eps), **optim_kwargs)
+            for g in self.aux_optimizers[name].param_groups:
+                g.setdefault("initial_lr", g["lr"])
+            self.fwd[name] = module
+        else:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+        return module
+
+    def apply_lr(self) -> float:
+        """Set the scheduled learning rate of this step on every optimiser (auxiliary ones are
+        scaled by their own base lr relative to ``optim.lr``); returns the main one."""
+        cfg = self.cfg
+        lr = lr_at(self.step, base_lr=cfg.optim.lr, total_steps=cfg.train.total_steps,
+                   warmup_steps=cfg.schedule.warmup_steps, min_lr=cfg.schedule.min_lr,
+                   kind=cfg.schedule.type)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        scale = lr / cfg.optim.lr if cfg.optim.lr else 1.0
+        for opt in self.aux_optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * scale
+        return lr
+
+    def check_finite(self, loss: torch.Tensor, parts: dict) -> None:
+        """Raise FloatingPointError (with the loss terms) when ``loss`` is NaN or infinite."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: loss is {loss.item()} (parts {parts}); "
+                                     f"lower optim.lr or enable train.grad_clip")
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """Validation restorer: (1, C, H, W) blurry in [0, 1] -> (1, C, H, W) restored.
+        Recipes whose inference needs auxiliary networks override it."""
+        return self.descriptor.primary_output(self.eval_net(x))
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.cfg.train.precision == "bf16")
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -156,6 +270,8 @@ class Trainer:
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "aux": {k: m.state_dict() for k, m in self.aux.items()},
+            "aux_optimizers": {k: o.state_dict() for k, o in self.aux_optimizers.items()},
             "best_psnr": self.best_psnr,
             "rng": capture_rng_state(),
             "config": self.cfg.to_dict(),
@@ -167,6 +283,10 @@ class Trainer:
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ema and st.get("ema") is not None:
             self.ema.load_state_dict(st["ema"])
+        for k, sd in st.get("aux", {}).items():
+            self.aux[k].load_state_dict(sd)
+        for k, sd in st.get("aux_optimizers", {}).items():
+            self.aux_optimizers[k].load_state_dict(sd)
         self.step = int(st["step"])
         self.best_psnr = float(st.get("best_psnr", -math.inf))
         restore_rng_state(st["rng"])
@@ -193,21 +313,16 @@ class Trainer:
             epoch, start = epoch + 1, 0
 
     def train_step(self, batch: dict) -> dict:
+        """One supervised iteration: ``loss(net(lq), gt)``; subclasses replace it."""
         cfg = self.cfg
-        lr = lr_at(self.step, base_lr=cfg.optim.lr, total_steps=cfg.train.total_steps,
-                   warmup_steps=cfg.schedule.warmup_steps, min_lr=cfg.schedule.min_lr,
-                   kind=cfg.schedule.type)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self.apply_lr()
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
         self.net.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
-            out = self.net(lq)
+        with self.autocast():
+            out = self.fwd["net"](lq)
         loss, parts = self.criterion(out, gt)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {self.step}: loss is {loss.item()} (parts {parts}); "
-                                     f"lower optim.lr or enable train.grad_clip")
+        self.check_finite(loss, parts)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         logs = {"loss": float(loss.detach()), "lr": lr, **parts}
@@ -241,9 +356,8 @@ class Trainer:
                 yield it["name"], it["lq"][:, t:t + hh, l:l + ww], it["gt"][:, t:t + hh, l:l + ww]
 
         def restore(x):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.cfg.train.precision == "bf16"):
-                return self.descriptor.primary_output(net(x.to(self.device))).float()
+            with self.autocast():
+                return self.restore(x.to(self.device)).float()
 
         res = evaluate(restore, pairs(), self.cfg.eval.protocol, progress=False)
         return res.mean

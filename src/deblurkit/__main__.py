@@ -1,0 +1,4 @@
+"""``python -m deblurkit`` = the ``deblurkit`` command."""
+from .cli import app
+
+app()

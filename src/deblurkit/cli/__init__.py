@@ -1,0 +1,60 @@
+"""The ``deblurkit`` command (typer): deblur, train, evaluate, synth, inspect, export, models.
+
+Every sub-command prints a clear one-line error (naming the file and the problem) and exits with
+status 2 on bad input, instead of a traceback. Sub-commands live in the modules of this package
+(``core.py``, ``synth.py`` and one per system); each module adds its commands to :data:`app` /
+:data:`synth_app` on import, and every module here is imported below.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="deblurkit: image deblurring toolkit (RSS-T, ASPDC, Blur2Blur, MSDI-Net, "
+                       "event-guided low-light deblurring).")
+synth_app = typer.Typer(no_args_is_help=True, help="Synthesise training data.")
+app.add_typer(synth_app, name="synth")
+
+
+def fail(msg: str) -> None:
+    """Print ``error: msg`` in red on stderr and exit with status 2."""
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (reported in one line, no traceback)."""
+    from ..engine import ConfigError, RunExistsError
+    from ..io import ImageReadError, ImageWriteError
+    from ..models import CheckpointMismatchError
+
+    return (ImageReadError, ImageWriteError, CheckpointMismatchError, ConfigError, RunExistsError,
+            FileNotFoundError, KeyError, ValueError, IsADirectoryError, PermissionError)
+
+
+def parse_tile(tile):
+    """``--tile``: None / 'off' -> None, 'auto', or an integer tile size."""
+    if tile in (None, "0", "none", "off"):
+        return None
+    if tile == "auto":
+        return "auto"
+    try:
+        return int(tile)
+    except ValueError:
+        fail(f"--tile must be an integer, 'auto' or 'off', got {tile!r}")
+
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

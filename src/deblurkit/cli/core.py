@@ -1,0 +1,162 @@
+"""Core commands: deblur, train, evaluate, inspect, export, models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app
+from . import expected_errors as _expected_errors
+from . import fail as _fail
+from . import parse_tile as _parse_tile
+
+
+@app.command()
+def deblur(
+    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (created)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name; default: the embedded model."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.pth/.pt/.safetensors)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
+    tile: Optional[str] = typer.Option("auto", help="Tile size in pixels, 'auto' (tile large images) or 'off'."),
+    tile_overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
+    compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.png (input | result)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable file."),
+):
+    """Deblur images with the embedded default model or any registered model + weights."""
+    from ..inference import Deblurrer
+    from ..io import IMAGE_EXTENSIONS, list_images
+
+    for p in inputs:
+        if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            _fail(f"{p}: unsupported file type '{p.suffix or '(none)'}'; supported: "
+                  f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
+    try:
+        files = list_images(inputs)
+        if not files:
+            _fail(f"no images found in {', '.join(map(str, inputs))}")
+        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
+                      tile=_parse_tile(tile), tile_overlap=tile_overlap)
+        summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
+    except _expected_errors() as e:
+        _fail(str(e))
+    for path, exc in summary.failed.items():
+        msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    typer.echo(f"wrote {len(summary.written)} image(s) to {out} in {summary.seconds:.1f} s")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML training config (configs/*.yaml)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set optim.lr=2e-4 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out_dir>/ckpt/last.pt."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
+    """Train a network from a config; resumable; writes weights.safetensors at the end."""
+    from ..engine import load_config, make_trainer
+
+    try:
+        cfg = load_config(config, set_)
+        trainer = make_trainer(cfg, resume=resume, progress=progress)
+    except _expected_errors() as e:
+        _fail(str(e))
+    logs = trainer.fit()
+    typer.echo(json.dumps({k: v for k, v in logs.items() if isinstance(v, (int, float))}, indent=2))
+    typer.echo(f"run folder: {trainer.out_dir}")
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="Evaluation data root (see --layout)."),
+    layout: str = typer.Option("gopro", "--layout", help="Data layout: gopro (<split>/<scene>/{blur,sharp}) or another registered one (deblurkit.data.LAYOUTS)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model; default: the embedded model."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
+    protocol: str = typer.Option("standard", help="Evaluation protocol (metric variant of a paper)."),
+    split: str = typer.Option("test", help="Split folder inside --data."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder for results.csv / results.md (and images)."),
+    save_images: bool = typer.Option(False, "--save-images"),
+    device: str = typer.Option("auto"),
+    precision: str = typer.Option("fp32"),
+    tile: Optional[str] = typer.Option("auto"),
+    tile_overlap: int = typer.Option(32),
+):
+    """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
+    from ..data import open_layout
+    from ..engine import evaluate as run_eval
+    from ..engine import get_protocol, write_results
+    from ..inference import Deblurrer
+
+    try:
+        get_protocol(protocol)
+        ds = open_layout(layout, data, split)
+        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
+                      tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
+    except _expected_errors() as e:
+        _fail(str(e))
+
+    def pairs():
+        for i in range(len(ds)):
+            it = ds[i]
+            yield it["name"], it["lq"], it["gt"]
+
+    on_image = None
+    if save_images:
+        if out is None:
+            _fail("--save-images needs --out")
+        from ..io import save_image
+
+        def on_image(name, img):
+            save_image(out / "images" / f"{name}.png", img[0])
+
+    res = run_eval(d.deblur_tensor, pairs(), protocol, total=len(ds), on_image=on_image)
+    m = res.mean
+    typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
+               f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "
+               f"SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})")
+    if out is not None:
+        csv_p, md_p = write_results(res, out, title=f"{model or 'default'} on {data}")
+        typer.echo(f"wrote {csv_p} and {md_p}")
+
+
+@app.command()
+def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors).")):
+    """Name the registered architecture a checkpoint belongs to, from its keys and shapes."""
+    from ..models import describe_checkpoint
+
+    try:
+        info = describe_checkpoint(ckpt)
+    except _expected_errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@app.command()
+def export(
+    ckpt: Path = typer.Argument(..., help="Training checkpoint (runs/<name>/ckpt/last.pt or best.pt)."),
+    out: Path = typer.Argument(..., help="Output .safetensors (a .json sidecar is written beside it)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the run kept them."),
+):
+    """Export inference weights from a training checkpoint."""
+    from ..engine import export_from_checkpoint
+
+    try:
+        p = export_from_checkpoint(ckpt, out, use_ema=ema)
+    except (_expected_errors() + (RuntimeError,)) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {p} and {p.with_suffix('.json')}")
+
+
+@app.command("models")
+def models_cmd():
+    """List the registered models with their descriptors."""
+    from ..models import get_descriptor, list_models
+
+    for name in list_models():
+        d = get_descriptor(name)
+        typer.echo(f"{name:22s} system={d.system:10s} multiple={d.size_multiple:<4d} inputs={','.join(d.input_kinds)}")
