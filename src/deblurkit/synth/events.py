@@ -20,10 +20,13 @@ over the event iterations of a frame) is our own:
 
 Official quirks, reproduced only behind flags (off by default, i.e. fixed):
 
-* ``official_leak_offset``: at start the official code lowers the memorised level *and the
-  low-pass filter states* by ``U(0, p_th)`` per pixel, so every pixel drifts up by that amount
-  in its first frames and emits spurious ON events. Default: all states start at the true
-  log intensity.
+* ``official_leak_offset``: at start the official code lowers the memorised level (and the
+  low-pass filter states, which then converge back to the true level) by ``u ~ U(0, p_th)`` per
+  pixel, so a pixel's first ON event needs only ``theta - u`` of brightening and its first OFF
+  ``theta + u`` of darkening; pixels with ``theta < u`` fire ON events on a static scene. With
+  the official leak rate (0.1 Hz over a 0.1 s exposure: 0.3 % of a threshold) this offset, not
+  the leak, dominates. Default: all states start at the true log intensity (the offset is still
+  drawn, so the random stream is unchanged).
 * ``official_shot_noise_polarity``: the official code records OFF shot-noise events with
   polarity ``+1`` (while lowering the memorised level). Default: ``-1``.
 * the per-sample reset of NumPy's global seed to 42 is a property of the caller (see

@@ -142,7 +142,12 @@ def video_events(
         raise ValueError(f"need (T, C, H, W) frames with T >= 2, got {tuple(frames.shape)}")
     if times.shape != (frames.shape[0],) or not (np.diff(times) > 0).all():
         raise ValueError("times must hold one strictly increasing time per frame")
-    dense = frames.float() if factor == 1 else interpolate_frames(frames, factor)
+    if factor == 1:
+        dense = frames.float()
+    elif frames.shape[1] == 1:  # interpolate_frames needs colour frames (cv2.remap drops a size-1 channel axis)
+        dense = interpolate_frames(frames.float().expand(-1, 3, -1, -1), factor)[:, :1]
+    else:
+        dense = interpolate_frames(frames, factor)
     frac = np.arange(factor) / factor
     dense_times = np.append((times[:-1, None] + frac[None] * np.diff(times)[:, None]).ravel(), times[-1])
     grey = grey_dn(dense)

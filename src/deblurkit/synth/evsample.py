@@ -116,7 +116,8 @@ def make_event_sample(
         (official ``.npy`` layout, not normalised); with ``with_kernels``:
         ``base_trajectory_APS`` (samples,) complex, ``patch_wise_trajectory_APS``
         (n_rows, n_cols, samples) complex, ``base_kernel_APS`` (p, p),
-        ``patch_wise_kernel_APS`` (n_rows p, n_cols p) with ``p`` the APS patch size.
+        ``patch_wise_kernel_APS`` (n_rows p, n_cols p) with ``p = canvas / downsampling`` (16,
+        the APS patch size at the official sizes).
 
     Raises:
         ValueError: bad shapes or an image too small for the patch grid.
@@ -166,10 +167,11 @@ def make_event_sample(
         "events_voxel_grid": to_official_layout(voxel),
     }
     if with_kernels:
+        kc = config.arc.canvas // ds  # official: patch_size_APS (= 48 // 3 = 16, the APS trajectory canvas)
         out.update({
             "base_trajectory_APS": base / ds,
             "patch_wise_trajectory_APS": patchwise / ds,
-            "base_kernel_APS": trajectory_kernel(base / ds, ps_aps),
-            "patch_wise_kernel_APS": patchwise_kernels(patchwise / ds, ps_aps),
+            "base_kernel_APS": trajectory_kernel(base / ds, kc),
+            "patch_wise_kernel_APS": patchwise_kernels(patchwise / ds, kc),
         })
     return out
