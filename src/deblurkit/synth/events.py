@@ -57,8 +57,9 @@ def lin_log(intensity: np.ndarray, threshold: float = LIN_LOG_THRESHOLD) -> np.n
         float32 array of the same shape.
     """
     x = np.asarray(intensity, dtype=np.float32)
-    lin = x * np.float32(np.log(threshold) / threshold)
-    return np.where(x < threshold, lin, np.log(np.maximum(x, threshold))).astype(np.float32)
+    # (x / th) in float32, times log(th) in float64, stored as float32 (the official rounding)
+    lin = ((x / np.float32(threshold)) * np.float64(np.log(threshold))).astype(np.float32)
+    return np.where(x < threshold, lin, np.log(np.maximum(x, np.float32(threshold)))).astype(np.float32)
 
 
 @dataclass
@@ -120,9 +121,9 @@ class DVSSimulator:
         i0 = self._check(intensity)
         level = lin_log(i0)
         if p.leak_rate_hz > 0:
-            offset = self.rng.uniform(0, p.p_th, level.shape).astype(np.float32)
+            offset = self.rng.uniform(0, p.p_th, level.shape)  # drawn in both modes (same stream)
             if p.official_leak_offset:
-                level = level - offset  # filter states start offset too (official)
+                level = (level - offset).astype(np.float32)  # filter states start offset too (official)
         self.reference = level.copy()
         self.stage1 = level.copy()
         self.lowpass = level.copy()
@@ -165,7 +166,7 @@ class DVSSimulator:
         dt = t - self.t_old
         luma = (frame + np.float32(20)) / np.float32(275)
         if p.cutoff_hz > 0:
-            tau = 1.0 / (np.float32(2 * np.pi) * luma * np.float32(p.cutoff_hz))
+            tau = np.float32(1) / (np.float32(2 * np.pi) * (luma * np.float32(p.cutoff_hz)))
             eps = np.minimum(np.float32(dt) / tau, np.float32(1)).astype(np.float32)
         else:
             eps = np.float32(1)
