@@ -211,8 +211,8 @@ def test_warp_patchwise_matches_per_patch_warp_affine():
             m = np.float64([[1, 0, shifts[r, c].real], [0, 1, shifts[r, c].imag]])
             full = cv2.warpAffine(img, m, (60, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             ref[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12] = full[r * 12:(r + 1) * 12, c * 12:(c + 1) * 12]
-    assert np.abs(got - ref).max() < 3 / 32 * 3 / 16  # both quantise positions to 1/32 px
-    assert np.abs(got - ref).mean() < 1e-3
+    # OpenCV quantises positions to 1/32 px in both; in practice the results are identical
+    assert np.abs(got - ref).max() < 1e-4
 
 
 def test_trajectory_kernel():

@@ -141,18 +141,21 @@ def make_event_sample(
     sim.initialize(aps * 255, 0.0)
     dt = config.exposure_s / (samples - 1)
 
-    rgb_sum = rgb.astype(np.float64)
-    aps_sum = aps.astype(np.float64)
+    # float32 running sums and an accumulated clock, as the official loop (same rounding)
+    rgb_sum = rgb.copy()
+    aps_sum = aps.copy()
     events = []
+    t = 0.0
     for k in range(1, samples):
+        t += dt
         d = patchwise[..., k] - patchwise[..., 0]
         shift = np.conj(d)  # complex plane (y up) -> image coordinates (y down)
         rgb_sum += warp_patchwise(rgb, shift, ps_rgb)
         aps_k = warp_patchwise(aps, shift / ds, ps_aps)
         aps_sum += aps_k
-        events.append(sim.simulate(aps_k * 255, k * dt))
-    rgb_blur_clean = (rgb_sum / samples).astype(np.float32)
-    aps_blur_clean = (aps_sum / samples).astype(np.float32)
+        events.append(sim.simulate(aps_k * 255, t))
+    rgb_blur_clean = rgb_sum / np.float32(samples)
+    aps_blur_clean = aps_sum / np.float32(samples)
     events = np.concatenate(events)
     voxel = events_to_voxel_grid(events, ah, aw, config.num_bins, duration=config.exposure_s)
     out = {
