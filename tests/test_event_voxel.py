@@ -123,3 +123,21 @@ def test_official_layout_round_trip():
     hwc = to_official_layout(grid)
     assert hwc.shape == (2, 3, 13) and hwc[1, 2, 5] == grid[5, 1, 2]
     np.testing.assert_array_equal(from_official_layout(hwc), grid)
+
+
+def test_matches_per_event_loop_of_the_official_equations():
+    """A slow per-event restatement of the official binning (float64 time arithmetic, as NumPy 1
+    evaluated it on float32 timestamps; float32 accumulation)."""
+    h, w, bins, duration = 6, 7, 13, 0.1
+    ev = random_events(2000, h, w, seed=5)
+    ev[:5, 0] = [0.0, duration, duration / 12 * 4, duration / 12 * 11.5, np.float32(duration)]
+    ref = np.zeros((h, w, bins), np.float32)
+    dt = duration / (bins - 1)
+    for t, x, y, p in ev:
+        t = float(t)
+        prev = int(t // dt)
+        nxt = min(prev + 1, bins - 1)
+        frac = (t % dt) / dt
+        ref[int(y), int(x), min(prev, bins - 1)] += p * (1 - frac)
+        ref[int(y), int(x), nxt] += p * frac
+    np.testing.assert_allclose(to_official_layout(events_to_voxel_grid(ev, h, w)), ref, atol=2e-5)
