@@ -89,14 +89,23 @@ def test_upload_is_deblurred_like_the_library_does_and_name_never_becomes_a_path
     assert not any("evil" in p.name for p in tmp_path.rglob("*"))
 
 
-def test_example_with_tiles_reports_tile_progress(server):
-    status, body, _ = server.call("POST", "/api/jobs?example=text_motion.jpg&tile=256", data=b"")
+def test_tiled_run_reports_tile_progress(server, crop):
+    status, body, _ = server.call("POST", "/api/jobs?tile=64", data=png_bytes(crop))
     assert status == 202, body
     job = server.wait_job(body["job"]["id"])
     assert job["state"] == "done", job
-    assert job["total"] > 1 and job["done"] == job["total"]  # 588x365 in tiles of 256
-    status, data, _ = server.call("GET", f"/api/jobs/{job['id']}/files/input.png")
-    assert status == 200 and decode(data).shape == (3, 365, 588)
+    assert job["total"] > 1 and job["done"] == job["total"]  # 96x72 in tiles of 64
+
+
+def test_example_photo_grey_stays_grey(server):
+    status, body, _ = server.call("POST", "/api/jobs?example=clock_motion.png&tile=off", data=b"")
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done", job
+    for name in ("input.png", "result.png"):
+        status, data, _ = server.call("GET", f"/api/jobs/{job['id']}/files/{name}")
+        im = Image.open(io.BytesIO(data))
+        assert status == 200 and im.size == (400, 300) and im.mode == "L"
 
 
 @pytest.mark.parametrize(
