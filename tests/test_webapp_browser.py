@@ -164,3 +164,43 @@ def test_event_section_states_whether_event_support_is_installed(page):
         assert page.locator("#events-run").is_disabled()
     else:
         assert page.locator("#events-run").is_enabled()
+
+
+def test_event_recording_frames_can_be_paged(page, server, monkeypatch, tmp_path):
+    """With an event reader installed (here a stand-in for deblurkit.io.events), the page uploads
+    a recording and pages through the frames it returns."""
+    import sys
+    import types
+
+    import torch
+
+    from deblurkit.app.events import AEDAT4_SIGNATURE
+
+    def deblur_recording(path, *, model, weights, device, progress):
+        for i in range(3):
+            progress(i + 1, 3)
+            yield torch.full((1, 40, 60), (i + 1) / 4)
+
+    fake = types.ModuleType("deblurkit.io.events")
+    fake.deblur_recording = deblur_recording
+    monkeypatch.setitem(sys.modules, "deblurkit.io.events", fake)
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    recording = tmp_path / "night.aedat4"
+    recording.write_bytes(AEDAT4_SIGNATURE + b"\r\n(packets)")
+    page.click("#events summary")
+    assert page.locator("#events-run").is_enabled()
+    page.set_input_files("#events-file", str(recording))
+    page.click("#events-run")
+    page.locator("#frames").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    means = []
+    for k in range(3):
+        assert page.locator("#frame-label").inner_text() == f"frame {k + 1} / 3"
+        page.wait_for_selector("#frame-img[src*='frame_000%d.png']" % k)
+        means.append(fetch_png(server, page.get_attribute("#frame-img", "src")).mean())
+        if k < 2:
+            page.click("#frame-next")
+    assert page.locator("#frame-next").is_disabled()
+    assert means == pytest.approx([255 / 4, 255 / 2, 255 * 3 / 4], abs=0.6)
+    page.click("#frame-prev")
+    assert page.locator("#frame-label").inner_text() == "frame 2 / 3"

@@ -27,12 +27,12 @@ def serve(
         from ..app import AppConfig, create_app
         from ..app.config import default_examples_dir
         from ..engine.trainer import resolve_device
-
-        resolve_device(device)
     except ImportError as exc:
         _fail(f"the web app needs fastapi and uvicorn ({exc}); pip install fastapi uvicorn")
-    except ValueError as exc:
-        _fail(str(exc))
+    try:
+        resolve_device(device)
+    except (ValueError, RuntimeError) as exc:
+        _fail(f"--device {device}: {exc}")
     if not 0 < port < 65536:
         _fail(f"--port must be between 1 and 65535, got {port}")
     try:
