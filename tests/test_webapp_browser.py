@@ -30,6 +30,7 @@ CHROMIUM = Path(os.environ.get("DEBLURKIT_CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 RUN_TIMEOUT_MS = 120_000
 

@@ -37,7 +37,7 @@ class Job:
     message: str = "queued"
     error: str | None = None
     frames: int = 0
-    files: set[str] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)  # names the app chose, in the job folder
     created: float = field(default_factory=time.time)
     finished: float | None = None
     deleted: bool = False  # DELETE arrived while queued/running: remove when it ends
@@ -53,8 +53,13 @@ class Job:
             "message": self.message,
             "error": self.error,
             "frames": self.frames,
-            "files": sorted(self.files),
+            "files": sorted(list(self.files)),
         }
+
+    def add_file(self, name: str) -> None:
+        """Publish a finished file of the job folder (list append: safe while handlers read)."""
+        if name not in self.files:
+            self.files.append(name)
 
     def progress(self, done: int, total: int) -> None:
         """Tile (or frame) progress callback: ``progress(done, total)``."""

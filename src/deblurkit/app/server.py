@@ -213,7 +213,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             for i, frame in enumerate(frames):
                 fname = f"frame_{i:04d}.png"
                 save_image(folder / fname, frame)
-                j.files.add(fname)
+                j.add_file(fname)
                 j.frames = i + 1
             if j.frames == 0:
                 raise ValueError(f"'{j.name}' gave no frames to deblur")
@@ -255,7 +255,7 @@ def _prepare_image(job: Job, data: bytes, config: AppConfig, workspace: Workspac
     folder = workspace.job_dir(job.id)
     loaded = store_image_upload(data, job.name, folder, max_pixels=config.max_pixels)
     save_image(folder / "input.png", loaded.image, alpha=loaded.alpha, bit_depth=8)
-    job.files.add("input.png")
+    job.add_file("input.png")
     return loaded
 
 
@@ -271,4 +271,4 @@ def _run_image(job: Job, loaded: Any, options: RunOptions, jobs: JobManager, wor
     job.message = f"deblurring {w}x{h}" + (f" in tiles of {tile}" if tile else "")
     result = deblurrer.deblur_tensor(loaded.image, progress=job.progress)
     save_image(workspace.job_dir(job.id) / "result.png", result, alpha=loaded.alpha, bit_depth=loaded.bit_depth)
-    job.files.add("result.png")
+    job.add_file("result.png")
