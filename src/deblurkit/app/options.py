@@ -1,0 +1,131 @@
+"""The run options chosen on the page (model, weights file, tiling, precision), validated.
+
+Everything here raises :class:`~deblurkit.app.uploads.UploadError` with a message meant for
+the page, so a bad choice is reported before any work is queued.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .uploads import UploadError
+
+__all__ = ["RunOptions", "parse_options", "parse_weights", "image_models", "event_models", "WEIGHTS_SUFFIXES"]
+
+#: Suffixes of checkpoint files the page accepts as a weights path
+#: (what ``deblurkit.models.read_state_dict`` reads).
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".pkl", ".ckpt")
+#: Tile sides the page may ask for (pixels); "auto" and "off" are also accepted.
+TILE_RANGE = (64, 4096)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Validated options of one run.
+
+    Attributes:
+        model: registry name, or ``None`` for the embedded default model.
+        weights: an existing checkpoint file on the server's disk, or ``None``.
+        precision: ``"fp32"`` or ``"bf16"``.
+        tile: ``None`` (one pass), ``"auto"`` or a tile side in pixels.
+    """
+
+    model: str | None
+    weights: Path | None
+    precision: str
+    tile: int | str | None
+
+    def deblurrer_kwargs(self) -> dict[str, Any]:
+        return {"model": self.model, "weights": self.weights, "precision": self.precision, "tile": self.tile}
+
+
+def _descriptors() -> list[Any]:
+    from ..models import get_descriptor, list_models
+
+    return [get_descriptor(n) for n in list_models()]
+
+
+def image_models() -> list[str]:
+    """Registered networks the page can run on one photo: a single RGB input and a restored
+    image as output (their descriptor's ``outputs`` says "restored"/"deblurred"), i.e. what
+    :class:`deblurkit.inference.Deblurrer` runs. Encoders, discriminators and reblurring nets
+    are left out."""
+    out = []
+    for d in _descriptors():
+        text = d.outputs.lower()
+        if tuple(d.input_kinds) == ("rgb",) and ("restored" in text or "deblurred" in text):
+            out.append(d.name)
+    return out
+
+
+def event_models() -> list[str]:
+    """Registered networks that take an event voxel grid (the event-guided system)."""
+    return [d.name for d in _descriptors() if "voxel_grid" in d.input_kinds]
+
+
+def parse_weights(raw: str) -> Path | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise UploadError(f"weights file not found: '{raw}'")
+    if not path.is_file():
+        raise UploadError(f"weights path is not a file: '{raw}'")
+    if path.suffix.lower() not in WEIGHTS_SUFFIXES:
+        raise UploadError(
+            f"weights file '{raw}' has suffix '{path.suffix}'; expected one of {', '.join(WEIGHTS_SUFFIXES)}"
+        )
+    if not os.access(path, os.R_OK):
+        raise UploadError(f"weights file '{raw}' is not readable")
+    if path.stat().st_size == 0:
+        raise UploadError(f"weights file '{raw}' is empty (0 bytes)")
+    return path.resolve()
+
+
+def _parse_tile(raw: str) -> int | str | None:
+    raw = (raw or "auto").strip().lower()
+    if raw in ("off", "none", "0"):
+        return None
+    if raw == "auto":
+        return "auto"
+    try:
+        tile = int(raw)
+    except ValueError:
+        raise UploadError(f"tile must be 'auto', 'off' or a number of pixels, got '{raw}'") from None
+    lo, hi = TILE_RANGE
+    if not lo <= tile <= hi:
+        raise UploadError(f"tile must be between {lo} and {hi} pixels, got {tile}")
+    return tile
+
+
+def parse_options(params: Mapping[str, str], *, allowed_models: list[str]) -> RunOptions:
+    """Validate the query parameters ``model``, ``weights``, ``precision`` and ``tile``.
+
+    ``model`` empty or ``"default"`` means the embedded default model; any other model needs a
+    weights file (a randomly initialised network would return noise).
+
+    Raises:
+        UploadError: unknown model, missing/unreadable weights file, bad precision or tile.
+    """
+    model = (params.get("model") or "").strip() or None
+    if model == "default":
+        model = None
+    if model is not None and model not in allowed_models:
+        raise UploadError(
+            f"unknown model '{model}'; choose one of: default, {', '.join(allowed_models)}"
+        )
+    weights = parse_weights(params.get("weights") or "")
+    if model is not None and weights is None:
+        raise UploadError(
+            f"model '{model}' needs a weights file (a path on this computer); "
+            "without one its output would be meaningless. Leave the model on 'default' to use the "
+            "embedded weights."
+        )
+    precision = (params.get("precision") or "fp32").strip().lower()
+    if precision not in ("fp32", "bf16"):
+        raise UploadError(f"precision must be 'fp32' or 'bf16', got '{precision}'")
+    return RunOptions(model=model, weights=weights, precision=precision, tile=_parse_tile(params.get("tile", "auto")))

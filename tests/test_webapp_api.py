@@ -1,0 +1,226 @@
+"""The web app's HTTP API (deblurkit.app), driven over a real socket: runs, bad input, temp files."""
+from __future__ import annotations
+
+import io
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deblurkit.app import AppConfig
+from deblurkit.app.events import AEDAT4_SIGNATURE
+from deblurkit.inference import Deblurrer, default_model_info
+from deblurkit.io import read_image
+from webapp_server import LiveServer
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "real_blur"
+PHOTO = EXAMPLES / "licenseplate_motion.jpg"
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    arr = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> torch.Tensor:
+    arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+@pytest.fixture()
+def crop() -> torch.Tensor:
+    """A 96x72 crop of a real motion-blurred photo (the licence plate), (3,72,96) in [0,1]."""
+    return read_image(PHOTO)[:, 200:272, 250:346].contiguous()
+
+
+@pytest.fixture()
+def server(tmp_path):
+    cfg = AppConfig(max_upload_mb=1.0, max_megapixels=0.5, examples_dir=EXAMPLES, device="cpu",
+                    workdir=tmp_path / "work")
+    with LiveServer(cfg) as s:
+        yield s
+
+
+def job_files(server) -> dict[str, set[str]]:
+    return {p.name: {q.name for q in p.iterdir()} for p in server.workspace.root.iterdir()}
+
+
+def test_info_offers_the_embedded_default_and_the_examples(server):
+    status, info, headers = server.call("GET", "/api/info")
+    assert status == 200
+    assert info["default_model"] == default_model_info()["model"]
+    assert "mimo_unet" in info["models"] and "msdi_net" in info["models"]
+    assert "msdi_encoder" not in info["models"] and "patchgan_b2b" not in info["models"]
+    assert info["examples"] == sorted(p.name for p in EXAMPLES.iterdir() if p.suffix != ".md")
+    assert info["max_upload_bytes"] == 2**20
+    assert "default-src 'self'" in headers["content-security-policy"]
+    status, page, _ = server.call("GET", "/")
+    assert status == 200 and b"/static/app.js" in page and b"http" not in page  # nothing external
+
+
+def test_upload_is_deblurred_like_the_library_does_and_name_never_becomes_a_path(server, crop, tmp_path):
+    status, body, _ = server.call(
+        "POST", "/api/jobs?tile=off", data=png_bytes(crop),
+        headers={"X-File-Name": "..%2F..%2Fevil%20name%07.png", "Content-Type": "application/octet-stream"},
+    )
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done", job
+    assert job["total"] == 1 and job["done"] == 1
+    assert job["name"] == "evil name.png"
+    status, data, headers = server.call("GET", f"/api/jobs/{job['id']}/files/result.png?download=1")
+    assert status == 200
+    assert 'filename="evil_name_deblurred.png"' in headers["content-disposition"]
+    result = decode(data)
+    expected = Deblurrer(tile=None, progress=False).deblur_tensor(crop)
+    assert result.shape == crop.shape
+    assert (result - expected).abs().max() <= 1 / 255 + 1e-6  # the library's output, 8-bit rounded
+    assert (result - crop).abs().mean() > 2e-3  # and not the input
+    # only the app's own fixed names inside its own folder
+    assert job_files(server) == {job["id"]: {"upload.png", "input.png", "result.png"}}
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [server.workspace.root.name]
+    assert not any("evil" in p.name for p in tmp_path.rglob("*"))
+
+
+def test_tiled_run_reports_tile_progress(server, crop):
+    status, body, _ = server.call("POST", "/api/jobs?tile=64", data=png_bytes(crop))
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done", job
+    assert job["total"] > 1 and job["done"] == job["total"]  # 96x72 in tiles of 64
+
+
+def test_example_photo_grey_stays_grey(server):
+    status, body, _ = server.call("POST", "/api/jobs?example=clock_motion.png&tile=off", data=b"")
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done", job
+    for name in ("input.png", "result.png"):
+        status, data, _ = server.call("GET", f"/api/jobs/{job['id']}/files/{name}")
+        im = Image.open(io.BytesIO(data))
+        assert status == 200 and im.size == (400, 300) and im.mode == "L"
+
+
+@pytest.mark.parametrize(
+    "query, data, status, needle",
+    [
+        ("", b"hello, this is not an image", 400, "is not an image"),
+        ("", b"", 400, "is empty"),
+        ("", PHOTO.read_bytes()[:20000], 400, "truncated or corrupt"),
+        ("", b"x" * (2**20 + 1), 413, "too large"),
+        ("?model=no_such_net", b"", 400, "unknown model 'no_such_net'"),
+        ("?model=msdi_encoder", b"", 400, "unknown model 'msdi_encoder'"),
+        ("?model=mimo_unet", b"", 400, "needs a weights file"),
+        ("?weights=/no/such/file.pth", b"", 400, "weights file not found"),
+        ("?weights=" + str(PHOTO), b"", 400, "has suffix '.jpg'"),
+        ("?tile=7", b"", 400, "tile must be between"),
+        ("?tile=big", b"", 400, "tile must be 'auto'"),
+        ("?precision=fp8", b"", 400, "precision must be"),
+        ("?example=../../pyproject.toml", b"", 404, "no such example"),
+    ],
+)
+def test_bad_requests_get_a_clear_message_and_leave_no_files(server, query, data, status, needle):
+    got, body, _ = server.call("POST", "/api/jobs" + query, data=data, headers={"X-File-Name": "photo.jpg"})
+    assert got == status, body
+    assert needle in body["error"]
+    assert str(server.workspace.root) not in body["error"]
+    assert job_files(server) == {}
+
+
+def test_too_many_pixels_is_refused(server):
+    big = torch.full((3, 800, 800), 0.5)  # 0.64 MP > the 0.5 MP limit, yet a tiny PNG
+    status, body, _ = server.call("POST", "/api/jobs", data=png_bytes(big), headers={"X-File-Name": "huge.png"})
+    assert status == 413 and "over the limit of 0.5 MP" in body["error"], body
+
+
+def test_unreadable_checkpoint_fails_the_job_with_its_message(server, crop, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    status, body, _ = server.call("POST", f"/api/jobs?model=mimo_unet&weights={bad}", data=png_bytes(crop))
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "error" and job["error"], job
+    assert "result.png" not in job["files"]
+
+
+def test_paths_cannot_escape(server, crop):
+    _, body, _ = server.call("POST", "/api/jobs", data=png_bytes(crop))
+    jid = server.wait_job(body["job"]["id"])["id"]
+    for path in (f"/api/jobs/{jid}/files/upload.png", f"/api/jobs/{jid}/files/..%2F..%2Fetc%2Fpasswd",
+                 "/api/jobs/..%2F..%2Fetc", "/api/jobs/" + "0" * 32, "/api/examples/..%2FLICENSES.md",
+                 "/api/examples/LICENSES.md"):
+        status, body, _ = server.call("GET", path)
+        assert status == 404, (path, body)
+
+
+def test_temporary_files_are_removed(tmp_path, crop):
+    cfg = AppConfig(examples_dir=None, device="cpu", workdir=tmp_path)
+    with LiveServer(cfg) as s:
+        root = s.workspace.root
+        ids = []
+        for _ in range(2):
+            _, body, _ = s.call("POST", "/api/jobs?tile=off", data=png_bytes(crop))
+            ids.append(s.wait_job(body["job"]["id"])["id"])
+        assert {p.name for p in root.iterdir()} == set(ids)
+        status, _, _ = s.call("DELETE", f"/api/jobs/{ids[0]}")
+        assert status == 200 and not (root / ids[0]).exists() and (root / ids[1]).is_dir()
+        assert s.call("GET", f"/api/jobs/{ids[0]}")[0] == 404
+    assert not root.exists()  # the whole workspace goes when the app stops
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finished_jobs_beyond_the_limit_are_pruned(tmp_path, crop):
+    with LiveServer(AppConfig(examples_dir=None, device="cpu", workdir=tmp_path, max_jobs=2)) as s:
+        ids = []
+        for _ in range(3):
+            _, body, _ = s.call("POST", "/api/jobs?tile=off", data=png_bytes(crop))
+            ids.append(s.wait_job(body["job"]["id"])["id"])
+        assert {p.name for p in s.workspace.root.iterdir()} == set(ids[1:])
+
+
+def test_events_without_support_say_so(server, monkeypatch):
+    monkeypatch.setitem(sys.modules, "deblurkit.io.events", None)  # import fails as if absent
+    status, body, _ = server.call("POST", "/api/events", data=AEDAT4_SIGNATURE + b"\r\n")
+    assert status == 501 and "event support not installed" in body["error"], body
+    _, info, _ = server.call("GET", "/api/info")
+    assert info["events_available"] is False and "event support not installed" in info["events_reason"]
+    assert job_files(server) == {}
+
+
+def test_events_call_the_io_module_and_serve_its_frames(server, monkeypatch):
+    calls = []
+
+    def deblur_recording(path, *, model, weights, device, progress):
+        data = Path(path).read_bytes()
+        calls.append((Path(path), model, data))
+        for i in range(3):
+            progress(i + 1, 3)
+            yield torch.full((1, 8, 12), i / 4)
+
+    fake = types.ModuleType("deblurkit.io.events")
+    fake.deblur_recording = deblur_recording
+    monkeypatch.setitem(sys.modules, "deblurkit.io.events", fake)
+    payload = AEDAT4_SIGNATURE + b"\r\n...packets..."
+    status, body, _ = server.call("POST", "/api/events?model=evdeblur", data=payload,
+                                  headers={"X-File-Name": "../night.aedat4"})
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done" and job["frames"] == 3, job
+    path, model, data = calls[0]
+    assert model == "evdeblur" and data == payload and path.parent.parent == server.workspace.root
+    assert path.name == "recording.aedat4"
+    for i in range(3):
+        status, png, _ = server.call("GET", f"/api/jobs/{job['id']}/files/frame_{i:04d}.png")
+        assert status == 200
+        assert np.asarray(Image.open(io.BytesIO(png))).mean() == pytest.approx(255 * i / 4, abs=0.6)
+    status, body, _ = server.call("POST", "/api/events", data=b"not a recording")
+    assert status == 400 and "not an AEDAT 4.0 recording" in body["error"]
+    status, body, _ = server.call("POST", "/api/events?model=mimo_unet", data=payload)
+    assert status == 400 and "unknown event model" in body["error"]

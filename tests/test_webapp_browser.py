@@ -1,0 +1,207 @@
+"""The web app's page driven in headless Chromium (Debian's ``chromium``) with Playwright.
+
+Chromium must be installed (``make browser``, which ``make test`` runs): when it is missing these
+tests FAIL, so CI cannot pass without them. Set ``DEBLURKIT_NO_BROWSER=1`` to skip them on a
+machine that cannot have a browser. ``DEBLURKIT_CHROMIUM`` overrides the browser path;
+``DEBLURKIT_SCREENSHOT=PATH`` also writes the page's screenshot there (docs/images/webapp.png,
+posterised to 5 bits per channel to stay small).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deblurkit.app import AppConfig
+from deblurkit.app.events import event_support
+from deblurkit.inference import default_model_info
+from webapp_server import LiveServer
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "real_blur"
+PHOTO = EXAMPLES / "licenseplate_motion.jpg"  # a real motion-blurred photo, 600x482
+CHROMIUM = Path(os.environ.get("DEBLURKIT_CHROMIUM", "/usr/bin/chromium"))
+LAUNCH_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("DEBLURKIT_NO_BROWSER"):
+        pytest.skip("DEBLURKIT_NO_BROWSER is set: no browser on this machine, page tests skipped")
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser` (installs Debian's chromium), "
+                    "set DEBLURKIT_CHROMIUM, or set DEBLURKIT_NO_BROWSER=1 to skip the page tests")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"Playwright for Python is missing ({exc}): pip install -e '.[dev]'")
+    profile = tempfile.mkdtemp(prefix="deblurkit-chromium-")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS,
+            viewport={"width": 1180, "height": 760}, accept_downloads=True,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("webapp")
+    cfg = AppConfig(max_upload_mb=1.0, examples_dir=EXAMPLES, device="cpu", workdir=work)
+    with LiveServer(cfg) as s:
+        yield s
+
+
+@pytest.fixture()
+def page(browser, server):
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.base + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    yield page
+    page.close()
+    outside = [u for u in requests if not u.startswith((server.base + "/", "data:", "blob:"))]
+    assert outside == [], f"the page fetched something from elsewhere: {outside}"
+
+
+def fetch_png(server, src: str) -> np.ndarray:
+    status, data, _ = server.call("GET", src.replace(server.base, ""))
+    assert status == 200
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+
+
+def test_real_blurry_photo_is_deblurred_compared_and_downloadable(page, server, tmp_path):
+    assert page.input_value("#model") == ""  # the embedded default is preselected
+    assert default_model_info()["model"] in page.locator("#model option:checked").inner_text()
+    page.set_input_files("#file", str(PHOTO))
+    page.click("#run")
+    page.wait_for_selector("#result[data-job]", timeout=RUN_TIMEOUT_MS)
+    assert page.locator("#error").is_hidden()
+    widths = page.evaluate("[...document.querySelectorAll('#result img')].map(i => i.naturalWidth)")
+    assert widths == [600] * 4  # input, result and both layers of the slider view are shown
+    before = fetch_png(server, page.get_attribute("#input-img", "src"))
+    after = fetch_png(server, page.get_attribute("#result-img", "src"))
+    assert before.shape == after.shape == (482, 600, 3)
+    assert np.abs(after - before).mean() > 0.5  # the shown result is not the input
+
+    page.locator("#slider").fill("20")
+    assert "20%" in page.get_attribute("#compare-after", "style")
+    page.locator("#slider").fill("50")
+
+    with page.expect_download() as dl:
+        page.click("#download")
+    saved = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(saved)
+    assert saved.name == "licenseplate_motion_deblurred.png"
+    assert np.array_equal(np.asarray(Image.open(saved).convert("RGB"), dtype=np.float32), after)
+
+    shot = tmp_path / "webapp.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert Image.open(shot).size[0] == 1180
+    target = os.environ.get("DEBLURKIT_SCREENSHOT")
+    if target:  # the README's picture: 5 bits per channel keeps the PNG under 300 KB
+        from PIL import ImageOps
+
+        ImageOps.posterize(Image.open(shot).convert("RGB"), 5).save(target, optimize=True)
+
+
+def test_corrupt_upload_shows_the_error(page, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(PHOTO.read_bytes()[:20000])  # a real JPEG cut short
+    page.set_input_files("#file", str(broken))
+    page.click("#run")
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    assert "broken.jpg" in error.inner_text() and "truncated or corrupt" in error.inner_text()
+    assert page.locator("#result").is_hidden()
+
+
+@pytest.mark.parametrize(
+    "name, payload, needle",
+    [
+        ("notes.png", b"just some text", "is not an image"),
+        ("big.png", b"\0" * (2**20 + 10), "is too large"),
+    ],
+)
+def test_bad_files_show_a_message(page, tmp_path, name, payload, needle):
+    f = tmp_path / name
+    f.write_bytes(payload)
+    page.set_input_files("#file", str(f))
+    page.click("#run")
+    page.locator("#error").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    assert needle in page.locator("#error").inner_text()
+
+
+def test_example_with_a_missing_weights_file_shows_the_error(page):
+    page.select_option("#example", "clock_motion.png")
+    page.fill("#weights", "/no/such/weights.safetensors")
+    page.click("#run")
+    page.locator("#error").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    assert "weights file not found" in page.locator("#error").inner_text()
+
+
+def test_event_section_states_whether_event_support_is_installed(page):
+    page.click("#events summary")
+    fn, reason = event_support()
+    note = page.locator("#events-note").inner_text()
+    if fn is None:
+        assert note == reason and "event support not installed" in note
+        assert page.locator("#events-run").is_disabled()
+    else:
+        assert page.locator("#events-run").is_enabled()
+
+
+def test_event_recording_frames_can_be_paged(page, server, monkeypatch, tmp_path):
+    """With an event reader installed (here a stand-in for deblurkit.io.events), the page uploads
+    a recording and pages through the frames it returns."""
+    import sys
+    import types
+
+    import torch
+
+    from deblurkit.app.events import AEDAT4_SIGNATURE
+
+    def deblur_recording(path, *, model, weights, device, progress):
+        for i in range(3):
+            progress(i + 1, 3)
+            yield torch.full((1, 40, 60), (i + 1) / 4)
+
+    fake = types.ModuleType("deblurkit.io.events")
+    fake.deblur_recording = deblur_recording
+    monkeypatch.setitem(sys.modules, "deblurkit.io.events", fake)
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    recording = tmp_path / "night.aedat4"
+    recording.write_bytes(AEDAT4_SIGNATURE + b"\r\n(packets)")
+    page.click("#events summary")
+    assert page.locator("#events-run").is_enabled()
+    page.set_input_files("#events-file", str(recording))
+    page.click("#events-run")
+    page.locator("#frames").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    means = []
+    for k in range(3):
+        assert page.locator("#frame-label").inner_text() == f"frame {k + 1} / 3"
+        page.wait_for_selector("#frame-img[src*='frame_000%d.png']" % k)
+        means.append(fetch_png(server, page.get_attribute("#frame-img", "src")).mean())
+        if k < 2:
+            page.click("#frame-next")
+    assert page.locator("#frame-next").is_disabled()
+    assert means == pytest.approx([255 / 4, 255 / 2, 255 * 3 / 4], abs=0.6)
+    page.click("#frame-prev")
+    assert page.locator("#frame-label").inner_text() == "frame 2 / 3"
