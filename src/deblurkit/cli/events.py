@@ -123,9 +123,10 @@ def deblur_events(events: Path, out: Path, model: Optional[str], weights: Option
             save_image(out / "APS_blur" / f"{name}.png", it["B"], protected=protected)
             if rgb:
                 save_image(out / "RGB_blur" / f"{name}.png", it["Bi"], protected=protected)
-            if "voxel" in it:
-                with atomic_path(out / "events_voxel_grid" / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, to_official_layout(it["voxel"].numpy()))
+            raw = (to_official_layout(it["voxel"].numpy()) if "voxel" in it
+                   else np.load(events / "events_voxel_grid" / f"{name}.npy", allow_pickle=False))
+            with atomic_path(out / "events_voxel_grid" / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, raw)
         if compare:
             save_image(out / "compare" / f"{name}.png", _panel(it["Bi"], it.get("voxel", it["E"]), res.S),
                        protected=protected)
@@ -145,6 +146,7 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
     ``B``; each blurry image is restored with them (padding handled) and scored by the protocol."""
     from ..data import open_layout
     from ..engine import evaluate as run_eval
+    from ..engine import recipes  # noqa: F401 - registers the protocol 'evdeblur'
     from ..engine import get_protocol, write_results
     from ..inference.events import EventDeblurrer
 
