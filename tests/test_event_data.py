@@ -94,7 +94,7 @@ def test_layout_errors_name_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing folder events_voxel_grid/ of the official real layout"):
         open_layout("evdeblur_real", tmp_path / "s", "")
     real = L.write_real(tmp_path / "r")
-    np.save(real / "events_voxel_grid/r1.npy", np.zeros((13, 47, 13), np.float32))
+    np.save(real / "events_voxel_grid/r1.npy", np.zeros((47, 13, 13), np.float32))
     with pytest.raises(ValueError, match=r"r1.*E is \(47, 13\), expected \(13, 47\)"):
         open_layout("evdeblur_real", real, "")[1]
     np.save(real / "events_voxel_grid/r0.npy", np.zeros((13, 47, 5), np.float32))
