@@ -96,3 +96,19 @@ def test_evaluate_event_model_on_official_layouts(weights, tmp_path):
                       "--layout", "evdeblur_real", "--protocol", "evdeblur", "--device", "cpu")
     assert code == 2 and "no sharp references" in text
     assert root.is_dir()
+
+
+def test_hybrid_folder_and_rgb_evaluation(tmp_path):
+    torch.manual_seed(1)
+    w = save_safetensors(build("evdeblur_rgb", init_dim=32), tmp_path / "rgb.safetensors")
+    hybrid = L.write_real(tmp_path / "hybrid", names=("h0",), rgb=True)
+    code, text = _run("deblur", "--weights", w, "--events", hybrid, "-o", tmp_path / "out", "--device", "cpu")
+    assert code == 0, text  # the model defaults to evdeblur_rgb for a folder with RGB_blur/
+    sharp = cv2.imread(str(tmp_path / "out/S_pred_RGB/h0.png"), cv2.IMREAD_UNCHANGED)
+    assert sharp.shape == (39, 141, 3)  # APS 13x47 padded to 16x80 inside, RGB cropped back to 3x
+    np.testing.assert_array_equal(np.load(tmp_path / "out/events_voxel_grid/h0.npy"),
+                                  np.load(hybrid / "events_voxel_grid/h0.npy"))
+    L.write_synthetic(tmp_path / "syn")
+    code, text = _run("evaluate", "--model", "evdeblur_rgb", "--weights", w, "--data", tmp_path / "syn",
+                      "--layout", "evdeblur_synthetic_rgb", "--protocol", "evdeblur", "--device", "cpu")
+    assert code == 0 and "2 images, protocol evdeblur" in text, text
