@@ -110,14 +110,10 @@ class EventDeblurrer:
             if model_overrides is None:
                 found = _sidecar_overrides(weights, model)
                 if found is None:
-                    found = {}
-                    try:
-                        for name, ov in models.detect_architecture(models.read_state_dict(weights)):
-                            if name == model:
-                                found = dict(ov)
-                                break
+                    try:  # widths from the shapes (infer_evdeblur_config); {} for the official defaults
+                        found = dict(desc.infer_config(models.read_state_dict(weights)) or {})
                     except Exception:  # unreadable: load_checkpoint reports it below
-                        pass
+                        found = {}
                 overrides = found
         net = models.build(model, **overrides)
         if weights is not None:
