@@ -112,3 +112,21 @@ def test_hybrid_folder_and_rgb_evaluation(tmp_path):
     code, text = _run("evaluate", "--model", "evdeblur_rgb", "--weights", w, "--data", tmp_path / "syn",
                       "--layout", "evdeblur_synthetic_rgb", "--protocol", "evdeblur", "--device", "cpu")
     assert code == 0 and "2 images, protocol evdeblur" in text, text
+
+
+def test_deblur_recording_for_the_web_app(shared_data, weights, tmp_path):
+    from deblurkit.io.events import EventRecording, deblur_recording, save_event_npz
+
+    rec = read_event_recording(shared_data / REC)
+    t1 = rec.frames[1].end_t
+    short = EventRecording(tmp_path / "short.npz", rec.sensor_size, rec.events.slice_time(0, t1), rec.frames[:2])
+    path = save_event_npz(tmp_path / "short.npz", short)
+    calls = []
+    frames = list(deblur_recording(path, weights=weights, progress=lambda d, t: calls.append((d, t))))
+    assert calls == [(1, 2), (2, 2)] and len(frames) == 2
+    assert all(f.shape == (1, 260, 346) and 0 <= float(f.min()) <= float(f.max()) <= 1 for f in frames)
+    with pytest.raises(ValueError, match="needs weights"):
+        next(deblur_recording(path))
+    (tmp_path / "bad.aedat4").write_bytes(b"#!AER-DAT4.0\r\n junk")
+    with pytest.raises(ValueError, match="bad.aedat4"):
+        next(deblur_recording(tmp_path / "bad.aedat4", weights=weights))

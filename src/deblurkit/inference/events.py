@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..engine.trainer import resolve_device
 
-__all__ = ["EventDeblurrer", "EventOutputs"]
+__all__ = ["EventDeblurrer", "EventOutputs", "deblur_recording"]
 
 PathLike = str | os.PathLike
 
@@ -181,3 +181,38 @@ class EventDeblurrer:
         if single:
             F, Bi_clean, S = F[0], Bi_clean[0], S[0]
         return EventOutputs(F, Bi_clean, S)
+
+
+def deblur_recording(path: PathLike, *, model: str = "evdeblur", weights: PathLike | None = None,
+                     device: str | torch.device = "cpu", progress=None, window: str | float = "exposure"):
+    """Deblur every APS frame of an event recording; yields the frames one by one.
+
+    The contract of the web app (``deblurkit.app.events``): ``path`` a ``.aedat4`` / ``.npz`` /
+    ``.h5`` recording, ``weights`` a checkpoint of ``model`` (required: no weights ship with
+    deblurkit), ``progress(done, total)`` called after each frame.
+
+    Yields:
+        (1, H, W) float32 tensors in [0, 1] on the CPU, the deblurred APS frames in order.
+
+    Raises:
+        ValueError: no weights, a model other than ``evdeblur``, or a bad recording
+            (:class:`deblurkit.io.events.EventReadError`, naming the file).
+        FileNotFoundError: missing recording or weights file.
+    """
+    from ..data.events import RecordingFrames
+
+    if model != "evdeblur":
+        raise ValueError(f"recordings hold grey APS frames: use model 'evdeblur', not {model!r}")
+    if weights is None:
+        raise ValueError("event deblurring needs weights for 'evdeblur' (no weights ship with deblurkit): "
+                         "pass a checkpoint, e.g. the official final.pth or one trained with "
+                         "configs/evdeblur_full_synthetic.yaml")
+    frames = RecordingFrames(path, window=window)
+    d = EventDeblurrer(model, weights=weights, device=device)
+    total = len(frames)
+    for i in range(total):
+        it = frames[i]
+        sharp = d.run(it["E"], it["B"]).S
+        if progress is not None:
+            progress(i + 1, total)
+        yield sharp

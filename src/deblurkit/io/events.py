@@ -51,6 +51,7 @@ __all__ = [
     "read_event_recording",
     "save_event_npz",
     "frame_event_windows",
+    "deblur_recording",
 ]
 
 EVENT_EXTENSIONS = frozenset({".aedat4", ".npz", ".h5", ".hdf5"})
@@ -417,3 +418,12 @@ def frame_event_windows(rec: EventRecording, window: str | float = "exposure") -
         rows[:, 2] = ev.y
         rows[:, 3] = ev.p
         yield EventWindow(i, fr, int(t0), int(t1), rows)
+
+
+def deblur_recording(path, **kwargs):
+    """Bridge for the web app, which looks the function up here (``deblurkit.app.events``
+    ``EVENT_MODULE``): forwards to :func:`deblurkit.inference.events.deblur_recording` (imported
+    on call, so this module does not depend on the inference layer at import time)."""
+    from ..inference.events import deblur_recording as _deblur
+
+    return _deblur(path, **kwargs)
