@@ -189,18 +189,18 @@ class EventDeblurDataset(Dataset):
                 raise ValueError(f"{self.root}: sample '{name}': {key} is {tuple(t.shape[-2:])}, expected {want} "
                                  f"(APS {h}x{w})")
         if self.patch_size is not None:
-            item = self._crop(item, name, h, w, scale)
+            item = self._crop(item, index, name, h, w, scale)
         item["lq"] = item["Bi"]
         if "S" in item:
             item["gt"] = item["S"]
         item["name"] = name
         return item
 
-    def _crop(self, item: dict, name: str, h: int, w: int, scale: int) -> dict:
+    def _crop(self, item: dict, index: int, name: str, h: int, w: int, scale: int) -> dict:
         ph, pw = self.patch_size
         if h < ph or w < pw:
             raise ValueError(f"{self.root}: sample '{name}' ({h}x{w}) is smaller than patch_size {self.patch_size}")
-        g = item_generator(self.seed, self.epoch, self.names.index(name))
+        g = item_generator(self.seed, self.epoch, index)
         top = int(torch.randint(h - ph + 1, (), generator=g))
         left = int(torch.randint(w - pw + 1, (), generator=g))
         out = {}
