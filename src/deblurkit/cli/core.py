@@ -15,7 +15,7 @@ from . import parse_tile as _parse_tile
 
 @app.command()
 def deblur(
-    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Image files and/or folders of images."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (created)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name; default: the embedded model."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.pth/.pt/.safetensors)."),
@@ -25,8 +25,20 @@ def deblur(
     tile_overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.png (input | result)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable file."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Event recording (.aedat4/.npz/.h5) or official real/hybrid folder: deblur its APS frames with --model evdeblur[_rgb] (no image inputs)."),
+    event_window: str = typer.Option("exposure", help="With --events: events of each frame's 'exposure', its readout 'frame', or N microseconds around the exposure."),
+    frames: Optional[str] = typer.Option(None, help="With --events: frames a:b of the recording (default all)."),
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
+    if events is not None or (model or "").startswith("evdeblur"):
+        from .events import deblur_events
+
+        if inputs or events is None:
+            _fail("event-guided deblurring takes --events REC (a recording or an official real/hybrid "
+                  "folder) and no image inputs")
+        return deblur_events(events, out, model, weights, device, event_window, frames, compare)
+    if not inputs:
+        _fail("give image files and/or folders to deblur (or --events REC)")
     from ..inference import Deblurrer
     from ..io import IMAGE_EXTENSIONS, list_images
 
@@ -87,6 +99,10 @@ def evaluate(
     tile_overlap: int = typer.Option(32),
 ):
     """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
+    if model in ("evdeblur", "evdeblur_rgb"):  # event inputs: the layout's items carry E and B
+        from .events import evaluate_events
+
+        return evaluate_events(data, layout, model, weights, protocol, split, out, save_images, device)
     from ..data import open_layout
     from ..engine import evaluate as run_eval
     from ..engine import get_protocol, write_results

@@ -44,13 +44,14 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    """``optim:``: Adam or AdamW."""
+    """``optim:``: Adam or AdamW (``amsgrad``: the AMSGrad variant)."""
 
     type: str = "adam"
     lr: float = 1e-4
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     eps: float = 1e-8
+    amsgrad: bool = False
 
 
 @dataclass

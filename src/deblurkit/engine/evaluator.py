@@ -79,7 +79,13 @@ def register_protocol(protocol: Protocol) -> None:
 
 
 def get_protocol(name: str) -> Protocol:
-    """Raises KeyError listing the known protocols."""
+    """Raises KeyError listing the known protocols.
+
+    The systems register their papers' protocols in their modules under ``engine/recipes/`` and
+    ``models/``; those are imported here before an unknown name is refused."""
+    if name not in PROTOCOLS:
+        from .. import models  # noqa: F401
+        from . import recipes  # noqa: F401
     if name not in PROTOCOLS:
         raise KeyError(f"unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
     return PROTOCOLS[name]

@@ -186,7 +186,8 @@ class Trainer:
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.optim.type == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                 weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
+                                 weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps,
+                                 amsgrad=cfg.optim.amsgrad)
         self.ema = EMA(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.criterion = WeightedLoss(cfg.loss)
         self.recipe_args = {k: v for k, v in cfg.recipe.items() if k != "type"}
@@ -223,7 +224,8 @@ class Trainer:
                 module.parameters(), lr=lr if lr is not None else o.lr,
                 betas=tuple(betas if betas is not None else o.betas),
                 weight_decay=optim_kwargs.pop("weight_decay", o.weight_decay),
-                eps=optim_kwargs.pop("eps", o.eps), **optim_kwargs)
+                eps=optim_kwargs.pop("eps", o.eps), amsgrad=optim_kwargs.pop("amsgrad", o.amsgrad),
+                **optim_kwargs)
             for g in self.aux_optimizers[name].param_groups:
                 g.setdefault("initial_lr", g["lr"])
             self.fwd[name] = module

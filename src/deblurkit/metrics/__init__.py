@@ -13,6 +13,9 @@ name                   reproduces
                        with the float default ``data_range=2``
 =====================  ===================================================================
 
+``psnr_pooled`` (not in ``METRICS``: one value per batch) is the event-guided low-light
+deblurring PSNR of the batch-pooled MSE.
+
 Every metric takes ``(x, y)`` of shape (N, C, H, W) or (C, H, W) (float RGB, [0, 1] at the API
 boundary) and keywords ``data_range``, ``crop_border``, ``y_channel``, ``quantize``; it returns a
 float64 tensor (N,) with one value per image.
@@ -31,6 +34,7 @@ from typing import Callable
 
 from torch import Tensor
 
+from .pooled import psnr_pooled
 from .psnr import psnr
 from .ssim import ssim, ssim_skimage_legacy
 from .ssim3d import ssim_3d
@@ -60,4 +64,4 @@ def get_metric(name: str) -> MetricFn:
         ) from None
 
 
-__all__ = ["METRICS", "get_metric", "psnr", "ssim", "ssim_3d", "ssim_skimage_legacy"]
+__all__ = ["METRICS", "get_metric", "psnr", "psnr_pooled", "ssim", "ssim_3d", "ssim_skimage_legacy"]
