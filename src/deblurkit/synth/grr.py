@@ -3,8 +3,8 @@
 Layout written: ``<out>/<split>/<seq>/RSGR/PNG/<n>.png`` (GRR blurry) and
 ``<out>/<split>/<seq>/GS/PNG/<n>.png`` (sharp global-shutter reference) plus ``manifest.json``.
 
-Each sample starts at an original frame ``s``: the clip is interpolated ``factor`` times
-(:func:`deblurkit.synth.interpolate.interpolate_frames`), all rows are reset at ``s`` and row
+Each sample starts at an original frame ``s``: the frames it spans are interpolated ``factor``
+times (:func:`deblurkit.synth.interpolate.interpolate_frames`), all rows are reset at ``s`` and row
 ``r`` integrates ``exposure + readout * r / (H - 1)`` interpolated frames
 (:func:`deblurkit.synth.shutter.grr_blur`).
 
@@ -22,6 +22,7 @@ references instead.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterable
@@ -95,12 +96,12 @@ def build_grr_sequence(frames: torch.Tensor, out: str | os.PathLike, *, seq: str
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     if exposure <= 0 or readout < 0 or stride < 1:
         raise ValueError("need exposure > 0, readout >= 0, stride >= 1")
-    dense = interpolate_frames(frames, factor)
+    T = frames.shape[0]
     span = exposure + readout
-    starts = list(range(0, dense.shape[0], stride * factor))
-    starts = [s for s in starts if s + span <= dense.shape[0]]
+    need = math.ceil(span / factor)  # original frame intervals one sample spans
+    starts = [k for k in range(0, T, stride) if k * factor + span <= (T - 1) * factor + 1]
     if not starts:
-        raise ValueError(f"clip of {frames.shape[0]} frames is too short for exposure + readout = {span} "
+        raise ValueError(f"clip of {T} frames is too short for exposure + readout = {span} "
                          f"interpolated frames (x{factor})")
     root = Path(out) / split / seq
     it: Iterable = starts
@@ -108,13 +109,14 @@ def build_grr_sequence(frames: torch.Tensor, out: str | os.PathLike, *, seq: str
         from tqdm.auto import tqdm
 
         it = tqdm(starts, desc=f"grr {seq}", unit="pair")
-    for n, s in enumerate(it):
-        window = dense[s:]
+    for n, k in enumerate(it):
+        # interpolate only this sample's frames (memory O(window), not O(clip)); index 0 = frame k
+        window = interpolate_frames(frames[k:k + need + 1], factor)
         blurry = grr_blur(window, exposure=exposure, readout=readout)
         if reference == "first_row":
             sharp = global_shutter_blur(window, exposure=exposure)
         else:
-            sharp = dense[s if reference == "start" else min(s + int(round(exposure / 2)), dense.shape[0] - 1)]
+            sharp = window[0 if reference == "start" else min(int(round(exposure / 2)), window.shape[0] - 1)]
         save_image(root / "RSGR" / "PNG" / f"{n:05d}.png", blurry)
         save_image(root / "GS" / "PNG" / f"{n:05d}.png", sharp)
     manifest = {"format": "deblurkit-grr", "layout": "<split>/<seq>/{RSGR,GS}/PNG/<n>.png", "seq": seq,
