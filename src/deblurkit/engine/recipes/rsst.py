@@ -8,8 +8,9 @@ Recipe ``rsst`` (``model/trainer.py`` ``Model.update``, ``train.py``):
 * loss over the four outputs ``[out/8, out/4, out/2, out]`` against the target resized bilinearly
   by 1/8, 1/4, 1/2 (each directly from the full-resolution target, as the official code):
   ``sum_k Charbonnier(out_k, gt_k; eps=1e-3) + 0.1 * sum_k L1(FFT2(out_k), FFT2(gt_k))`` with the
-  FFT's real and imaginary parts stacked (:func:`rsst_loss`). Outputs are multiplied by the
-  valid-pixel mask first, so the padding adds no error and no gradient;
+  FFT's real and imaginary parts stacked (:func:`rsst_loss`). Outputs and targets are multiplied
+  by the valid-pixel mask first, so the padding adds no error and no gradient (the official code
+  trains on unpadded frames and pads only for validation);
 * Adam (lr 1e-4, no weight decay), 5000-step linear warm-up then cosine to 1e-6
   (``train.py`` ``get_learning_rate``), ``epochs`` (official 600) fixing the step count from the
   training set size; horizontal flip and RGB/BGR swap, no vertical flip (the dataset, see
@@ -49,8 +50,8 @@ def rsst_loss(outputs: list[Tensor], target: Tensor, valid: Tensor | None = None
     Args:
         outputs: the four outputs, coarsest first: (N, 3, H/8, W/8) ... (N, 3, H, W).
         target: (N, 3, H, W) sharp frame (zero where padded).
-        valid: optional (N or 1, 1, H, W) mask, 1 on image pixels, 0 on padding; outputs are
-            multiplied by it (nearest-resized per scale) so padding carries no error.
+        valid: optional (N or 1, 1, H, W) mask, 1 on image pixels, 0 on padding; outputs and
+            targets are multiplied by it (nearest-resized per scale) so padding carries no error.
         eps: Charbonnier epsilon (``CharbonnierLoss(eps=1e-3)``: ``mean(sqrt(d^2 + eps^2))``).
         fft_weight: weight of the frequency term (0.1).
 
@@ -65,7 +66,8 @@ def rsst_loss(outputs: list[Tensor], target: Tensor, valid: Tensor | None = None
         out = out.float()
         gt = target if scale == 1.0 else F.interpolate(target, scale_factor=scale, mode="bilinear")
         if valid is not None:
-            out = out * F.interpolate(valid.to(out.dtype), size=out.shape[-2:])
+            v = F.interpolate(valid.to(out.dtype), size=out.shape[-2:])
+            out, gt = out * v, gt * v
         content = content + torch.sqrt((out - gt) ** 2 + eps * eps).mean()
         fo = torch.view_as_real(torch.fft.fft2(out, dim=(-2, -1)))
         fg = torch.view_as_real(torch.fft.fft2(gt, dim=(-2, -1)))
