@@ -188,3 +188,15 @@ def test_cli_evaluate_protocol_rsst_on_grr_layout_saves_rounded_images(grr_root,
     expected = torch.round(y.clamp(0, 1) * 255).permute(1, 2, 0).numpy()
     assert np.abs(saved.astype(np.float32) - expected).max() <= 1  # rounded (float noise may flip a .5)
     assert (saved.astype(np.float32) == expected).mean() > 0.99
+
+
+def test_zero_init_output_option_starts_from_the_identity(grr_root, tmp_path):
+    trainer = make_trainer(_tiny_cfg(grr_root, tmp_path / "run", "recipe.zero_init_output=true"), progress=False)
+    x = torch.rand(1, 3, 40, 100, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(trainer.restore(x), x)
+    official = make_trainer(_tiny_cfg(grr_root, tmp_path / "run2"), progress=False)
+    with torch.no_grad():
+        assert not torch.allclose(official.restore(x), x, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown arguments"):
+        make_trainer(_tiny_cfg(grr_root, tmp_path / "run3", "recipe.typo=1"), progress=False)

@@ -114,7 +114,9 @@ class RSSTRecipe(Trainer):
 
     Recipe args: ``pad_factor`` ([32, 128]), ``charbonnier_eps`` (1e-3), ``fft_weight`` (0.1),
     ``epochs`` (optional; sets ``train.total_steps = epochs * (len(train) // batch_size)``, the
-    official schedule length ``args.epoch * args.step_per_epoch``).
+    official schedule length ``args.epoch * args.step_per_epoch``), ``zero_init_output`` (False;
+    not official: zero the four output convolutions so training starts from the identity
+    ``out = input``, which helps CPU runs of a few hundred steps).
     """
 
     def setup(self) -> None:
@@ -123,6 +125,7 @@ class RSSTRecipe(Trainer):
         self.eps = float(args.pop("charbonnier_eps", 1e-3))
         self.fft_weight = float(args.pop("fft_weight", 0.1))
         epochs = args.pop("epochs", None)
+        zero_init_output = bool(args.pop("zero_init_output", False))
         if args:
             raise ValueError(f"{self.cfg.name}: recipe 'rsst' got unknown arguments {sorted(args)}")
         if len(self.pad_factor) != 2 or min(self.pad_factor) < 1:
@@ -130,6 +133,12 @@ class RSSTRecipe(Trainer):
         if not callable(getattr(self.net, "restore_frame", None)):
             raise ValueError(f"{self.cfg.name}: recipe 'rsst' trains RSS-T networks (rsst, rsst_lewin), "
                              f"not {self.cfg.model.name!r}")
+        if zero_init_output:  # not official: start at out = input (identity) for very short runs
+            for k in range(4):
+                conv = getattr(self.net, f"out_proj{k}").main[0]
+                nn.init.zeros_(conv.weight)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
         if epochs is not None:
             self.cfg.train.total_steps = int(epochs) * (len(self.train_set) // self.cfg.data.batch_size)
 
