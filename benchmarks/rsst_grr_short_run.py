@@ -6,8 +6,8 @@ Data: ../shared/data/video/bikes.mp4 (real panning footage, 250 frames) and
 ../shared/data/sequences/visp_mbt_cube (real hand-held grey sequence, 120 frames), centre-cropped
 to 512x256 / 512x448 and halved (INTER_AREA) to fit the CPU budget; each clip is split in time (first 80 % train, last 20 %
 test) and turned into GRR / GS pairs by :func:`deblurkit.synth.grr.build_grr_sequence` (DIS-flow
-interpolation x8, first-row exposure 2, readout 16 interpolated frames, GS reference over the
-first row's window).
+interpolation x8, first-row exposure 2, readout --readout (16) interpolated frames, GS reference
+over the first row's window).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/rsst_grr_short_run.py --minutes 12
 
@@ -40,7 +40,7 @@ def halve(frames: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-def synthesise(root: Path) -> dict:
+def synthesise(root: Path, readout: float) -> dict:
     from deblurkit.synth.grr import build_grr_sequence, read_frames
 
     counts = {}
@@ -49,7 +49,7 @@ def synthesise(root: Path) -> dict:
         frames = halve(read_frames(src), crop)
         cut = int(round(0.8 * frames.shape[0]))
         for split, part in (("train", frames[:cut]), ("test", frames[cut:])):
-            man = build_grr_sequence(part, root, seq=name, split=split, factor=8, exposure=2.0, readout=16.0,
+            man = build_grr_sequence(part, root, seq=name, split=split, factor=8, exposure=2.0, readout=readout,
                                      stride=1 if split == "test" else 2, progress=False)
             counts[f"{split}/{name}"] = man["num_pairs"]
     return counts
@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None, help="fixed number of steps (overrides --minutes)")
     ap.add_argument("--base-channel", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--readout", type=float, default=16.0, help="GRR readout (extra exposure of the last row), "
+                    "in interpolated frames (x8)")
     ap.add_argument("--zero-init-output", action="store_true", help="start from the identity (not official)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rsst_grr_short_run.json")
     args = ap.parse_args()
@@ -73,7 +75,7 @@ def main() -> int:
 
     data = args.work / "data"
     t0 = time.time()
-    counts = synthesise(data) if not (data / "test").is_dir() else {"reused": str(data)}
+    counts = synthesise(data, args.readout) if not (data / "test").is_dir() else {"reused": str(data)}
     t_synth = time.time() - t0
     overrides = [f"data.train.root={data}", f"data.val.root={data}", "data.val.split=test",
                  f"model.overrides.base_channel={args.base_channel}", "model.overrides.depths=[1,1,1,1,1,1,1,1]",
@@ -116,7 +118,8 @@ def main() -> int:
                 "last 20% of each clip",
         "command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/rsst_grr_short_run.py " + " ".join(sys.argv[1:]),
         "pairs": counts, "test_pairs": len(test), "steps": steps, "base_channel": args.base_channel,
-        "depths": [1] * 8, "lr": args.lr, "zero_init_output": args.zero_init_output, "threads": 1, "synth_seconds": round(t_synth, 1),
+        "depths": [1] * 8, "readout": args.readout, "exposure": 2.0, "lr": args.lr,
+        "zero_init_output": args.zero_init_output, "threads": 1, "synth_seconds": round(t_synth, 1),
         "train_seconds": round(t_train, 1), "final_loss": logs.get("loss"),
         "mean": res.mean, "per_sequence": by_seq, "torch": torch.__version__,
     }
