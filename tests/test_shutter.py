@@ -79,6 +79,7 @@ def test_interpolation_keeps_originals_and_tracks_a_moving_square():
 def test_build_grr_sequence_from_real_frames(tmp_path, shared_data):
     from deblurkit.data import PairedImageDataset
     from deblurkit.synth.grr import build_grr_sequence, read_frames
+    from deblurkit.synth.interpolate import interpolate_frames
 
     frames = read_frames(shared_data / "sequences" / "visp_mbt_cube", max_frames=4)[:, :, ::8, ::8]
     assert frames.shape == (4, 3, 60, 80)
@@ -89,10 +90,61 @@ def test_build_grr_sequence_from_real_frames(tmp_path, shared_data):
     assert len(ds) == 2
     item = ds[0]
     assert item["lq"].shape == item["gt"].shape == (3, 60, 80)
-    # the GS reference is the sharp frame at the reset time; the bottom rows integrate longer
-    assert torch.allclose(item["gt"], frames[0], atol=1 / 255)
+    # default GS reference: the scene integrated over the first row's window [0, exposure) (the
+    # captured pairs' GS exposure equals the GRR first row's), so the top row matches it exactly
+    dense = interpolate_frames(frames, 4)
+    assert torch.allclose(item["gt"], dense[:2].mean(0), atol=1 / 255)
+    assert torch.allclose(item["lq"][:, 0], item["gt"][:, 0], atol=1 / 255)
     top = (item["lq"][:, :20] - item["gt"][:, :20]).abs().mean()
     bottom = (item["lq"][:, -20:] - item["gt"][:, -20:]).abs().mean()
     assert bottom > top
     with pytest.raises(ValueError, match="too short"):
         build_grr_sequence(frames[:2], tmp_path / "x", factor=2, exposure=2, readout=6, progress=False)
+
+
+def test_reference_choices(tmp_path, shared_data):
+    from deblurkit.data import PairedImageDataset
+    from deblurkit.synth.grr import build_grr_sequence, read_frames
+    from deblurkit.synth.interpolate import interpolate_frames
+
+    frames = read_frames(shared_data / "sequences" / "visp_mbt_cube", max_frames=3)[:, :, ::8, ::8]
+    dense = interpolate_frames(frames, 4)
+    for ref, expected in (("start", dense[0]), ("middle", dense[1])):
+        build_grr_sequence(frames, tmp_path / ref, factor=4, exposure=2, readout=6, reference=ref, progress=False)
+        gt = PairedImageDataset(tmp_path / ref, split="test", lq_dir="RSGR/PNG", gt_dir="GS/PNG")[0]["gt"]
+        assert torch.allclose(gt, expected, atol=1 / 255), ref
+    with pytest.raises(ValueError, match="reference must be one of"):
+        build_grr_sequence(frames, tmp_path / "bad", factor=4, exposure=2, readout=6, reference="end", progress=False)
+
+
+def test_synth_grr_cli_on_the_real_clip_blurs_more_towards_the_bottom(tmp_path, shared_data):
+    """``deblurkit synth grr --video bikes.mp4``: the blur of each row band relative to the GS
+    reference, normalised by how much the scene moves in that band over the exposure, grows from
+    the top band to the bottom one (GRR: row r integrates exposure + readout * r / (H-1))."""
+    from typer.testing import CliRunner
+
+    from deblurkit.cli import app
+    from deblurkit.io import read_image
+    from deblurkit.synth.grr import read_frames
+
+    video = shared_data / "video" / "bikes.mp4"
+    res = CliRunner().invoke(app, ["synth", "grr", "--video", str(video), "--out", str(tmp_path), "--max-frames", "8",
+                                   "--stride", "1", "--factor", "8", "--exposure", "2", "--readout", "16"])
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "test" / "bikes"
+    names = sorted(p.name for p in (root / "RSGR" / "PNG").glob("*.png"))
+    assert names == sorted(p.name for p in (root / "GS" / "PNG").glob("*.png")) and len(names) == 5
+    frames = read_frames(video, max_frames=10)
+    bands = 4
+    blur, motion = torch.zeros(bands), torch.zeros(bands)
+    for n, name in enumerate(names):  # sample n: reset at original frame n, last row ends at n + 18/8
+        lq, gt = read_image(root / "RSGR" / "PNG" / name), read_image(root / "GS" / "PNG" / name)
+        assert lq.shape == gt.shape == frames.shape[1:]
+        H = lq.shape[1]
+        for b in range(bands):
+            rows = slice(b * H // bands, (b + 1) * H // bands)
+            blur[b] += (lq[:, rows] - gt[:, rows]).abs().mean()
+            motion[b] += (frames[n + 2][:, rows] - frames[n][:, rows]).abs().mean()
+    magnitude = blur / motion
+    assert all(magnitude[i] < magnitude[i + 1] for i in range(bands - 1)), magnitude
+    assert magnitude[-1] > 3 * magnitude[0], magnitude

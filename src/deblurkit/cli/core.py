@@ -130,7 +130,8 @@ def evaluate(
         def on_image(name, img):
             save_image(out / "images" / f"{name}.png", img[0])
 
-    res = run_eval(d.deblur_tensor, pairs(), protocol, total=len(ds), on_image=on_image)
+    # the protocol decides about clamping (standard: clamped; rsst: raw output)
+    res = run_eval(lambda x: d.deblur_tensor(x, clamp=False), pairs(), protocol, total=len(ds), on_image=on_image)
     m = res.mean
     typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
                f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "

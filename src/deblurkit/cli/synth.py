@@ -51,11 +51,12 @@ def synth_grr(
     seq: Optional[str] = typer.Option(None, help="Sequence folder name (default: the source's name)."),
     split: str = typer.Option("test"),
     factor: int = typer.Option(8, help="Temporal interpolation factor (DIS optical flow)."),
-    exposure: float = typer.Option(8.0, help="First row's exposure, in interpolated frames."),
+    exposure: float = typer.Option(2.0, help="First row's exposure (= the GS reference's), in interpolated frames."),
     readout: float = typer.Option(16.0, help="Extra exposure of the last row, in interpolated frames."),
     stride: int = typer.Option(2, help="Original frames between samples."),
     max_frames: Optional[int] = typer.Option(64, help="Read at most this many source frames."),
-    reference: str = typer.Option("start", help="GS reference time: start (reset) or middle."),
+    reference: str = typer.Option("first_row", help="GS reference: first_row (GS exposure = the first row's window, "
+                                  "as the captured GRR_real / RSGR-GS_v1 pairs), start (sharp frame at reset) or middle."),
 ):
     """Synthesise global-reset-release (GRR) blur and GS references from real video."""
     from ..synth.grr import build_grr_sequence, read_frames

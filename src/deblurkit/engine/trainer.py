@@ -261,6 +261,11 @@ class Trainer:
         Recipes whose inference needs auxiliary networks override it."""
         return self.descriptor.primary_output(self.eval_net(x))
 
+    def val_score(self, val: dict) -> float:
+        """The validation number ``ckpt/best.pt`` maximises (kept as ``best_psnr``); default the
+        mean PSNR, recipes may override (RSS-T: ``(PSNR + SSIM) / 2``)."""
+        return val["psnr"]
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.cfg.train.precision == "bf16")
@@ -392,8 +397,9 @@ class Trainer:
                     logs.update({f"val_{k}": v for k, v in val.items()})
                     for k, v in val.items():
                         writer.add_scalar(f"val/{k}", v, self.step)
-                    if val["psnr"] > self.best_psnr:
-                        self.best_psnr = val["psnr"]
+                    score = self.val_score(val)
+                    if score > self.best_psnr:
+                        self.best_psnr = score
                         self.save("best.pt")
                 if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.total_steps:
                     self.save("last.pt")

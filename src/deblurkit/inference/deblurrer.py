@@ -382,6 +382,12 @@ class Deblurrer:
             raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
         if size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
+        # Networks with a ``restore_frame(x)`` method pad whole frames their own way and must not
+        # be tiled (RSS-T: centred padding with a mask, absolute row index).
+        self.whole_frame = callable(getattr(net, "restore_frame", None))
+        if self.whole_frame and isinstance(tile, int):
+            raise ValueError(f"{self.model_name!r} processes whole frames (its output depends on the absolute "
+                             f"row); tiling is not possible: use tile=None or 'auto' (--tile off)")
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise ValueError(f"bad value_range {value_range}")
@@ -420,7 +426,7 @@ class Deblurrer:
         if scaled:
             batch = batch * (hi - lo) + lo
         with self._autocast():
-            out = self._primary(self.net(batch))
+            out = self.net.restore_frame(batch) if self.whole_frame else self._primary(self.net(batch))
         out = out.float()
         if scaled:
             out = (out - lo) / (hi - lo)
@@ -428,6 +434,8 @@ class Deblurrer:
 
     def tile_for(self, h: int, w: int) -> int | None:
         """The tile side used for an ``h x w`` image (``None``: one pass), see ``tile``."""
+        if self.whole_frame:
+            return None
         if self.tile == "auto":
             return auto_tile_size(
                 h, w, device=self.device, precision=self.precision, multiple=self.size_multiple,
@@ -438,7 +446,7 @@ class Deblurrer:
         return int(self.tile)
 
     @torch.inference_mode()
-    def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None) -> torch.Tensor:
+    def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None, clamp: bool = True) -> torch.Tensor:
         """Deblur an image or a batch.
 
         Args:
@@ -448,9 +456,11 @@ class Deblurrer:
             progress: override of the tile progress display (``None``: a tqdm bar when
                 ``progress=True`` was given and the image is tiled; or a tqdm-like object /
                 callable as in :func:`~deblurkit.inference.tiling.tiled_forward`).
+            clamp: clamp the result to [0, 1] (``False`` for evaluation protocols that score the
+                raw output, e.g. ``rsst``).
 
         Returns:
-            float32 tensor of the same shape as ``x`` on the CPU, clamped to [0, 1].
+            float32 tensor of the same shape as ``x`` on the CPU, clamped to [0, 1] by default.
 
         Raises:
             TypeError: ``x`` is not a tensor.
@@ -491,7 +501,7 @@ class Deblurrer:
             rgb,
             tile=tile,
             overlap=overlap,
-            multiple=self.size_multiple,
+            multiple=1 if self.whole_frame else self.size_multiple,
             batch_size=self.batch_size,
             progress=prog,
             device=self.device,
@@ -500,7 +510,8 @@ class Deblurrer:
             raise ValueError(f"{self.model_name!r} returned {y.shape[1]} channels, expected 3")
         if c == 1:
             y = rgb_to_grey(y)
-        y = y.clamp_(0.0, 1.0)
+        if clamp:
+            y = y.clamp_(0.0, 1.0)
         return y[0] if single else y
 
     # ------------------------------------------------------------------ files

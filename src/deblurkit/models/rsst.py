@@ -753,6 +753,34 @@ class RSST(nn.Module):
         return outputs
 
 
+    @property
+    def pad_factor(self) -> tuple[int, int]:
+        """Per-axis multiples an input is padded to: ``8 x`` the window, (32, 128) for the released
+        4x16 windows (the official ``padding factor`` of ``trainer.py``), (64, 64) for 8x8 LeWin."""
+        wh, ww = self.win_size
+        return (8 * wh, 8 * ww) if self.trans_type == "rsst" else (8 * wh, 8 * wh)
+
+    def restore_frame(self, x: Tensor) -> Tensor:
+        """Deblur whole frames of any size as the official ``Model.inference`` does.
+
+        Zero-pads ``x`` centred to multiples of :attr:`pad_factor` (:func:`pad_centred`), runs
+        ``forward(padded, pad_mask)`` and crops the full-resolution output back to the frame. The
+        network reads absolute row numbers (row-index channel), so frames must not be tiled; in
+        fixed mode the mask makes the image rows count 0..h-1 whatever the padding (quirk 3).
+
+        Args:
+            x: (N, 3, h, w) RGB in [0, 1], any h, w >= 1.
+
+        Returns:
+            (N, 3, h, w) float, not clamped (the official scores are computed unclamped).
+        """
+        if x.dim() != 4:
+            raise ValueError(f"restore_frame expects (N, 3, h, w), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        padded, mask, (top, left) = pad_centred(x, self.pad_factor)
+        return self(padded, mask)[-1][..., top:top + h, left:left + w]
+
+
 # ------------------------------------------------------------------------------ registry
 def infer_rsst_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Guess constructor options from an RSS-T state dict's keys and shapes.

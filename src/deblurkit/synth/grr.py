@@ -3,17 +3,26 @@
 Layout written: ``<out>/<split>/<seq>/RSGR/PNG/<n>.png`` (GRR blurry) and
 ``<out>/<split>/<seq>/GS/PNG/<n>.png`` (sharp global-shutter reference) plus ``manifest.json``.
 
-Each sample starts at an original frame ``s``: the clip is interpolated ``factor`` times
-(:func:`deblurkit.synth.interpolate.interpolate_frames`), all rows are reset at ``s`` and row
+Each sample starts at an original frame ``s``: the frames it spans are interpolated ``factor``
+times (:func:`deblurkit.synth.interpolate.interpolate_frames`), all rows are reset at ``s`` and row
 ``r`` integrates ``exposure + readout * r / (H - 1)`` interpolated frames
-(:func:`deblurkit.synth.shutter.grr_blur`). The GS reference is the sharp frame at the reset
-time ``s`` (``reference="start"``) or at the middle of the first row's exposure
-(``reference="middle"``); which one matches RSS-T's captured pairs is to be checked against the
-paper's capture set-up (Sec. 5), hence the option.
+(:func:`deblurkit.synth.shutter.grr_blur`).
+
+The GS reference (``reference``) follows the capture set-up of the real pairs: GRR_real and
+RSGR-GS_v1 were recorded through a beam splitter by a GS camera and a GRR ("RSGR") camera
+triggered together, with the GS exposure equal to the exposure of the GRR camera's first row
+(Wang et al., *Neural Global Shutter*, CVPR 2022, Fig. 2b, the set-up whose RSGR/GS layout the
+RSS-T README reuses). So the default ``reference="first_row"`` integrates the scene over the
+first row's window ``[s, s + exposure)`` with :func:`deblurkit.synth.shutter.global_shutter_blur`:
+the top row of the GRR frame then matches the reference exactly and the blur relative to it grows
+towards the bottom, as in the captured data. ``"start"`` (the sharp frame at the reset time) and
+``"middle"`` (the sharp frame at the middle of the first row's exposure) give instantaneous
+references instead.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterable
@@ -25,9 +34,12 @@ import torch
 from ..io.atomic import write_text_atomic
 from ..io.images import ImageReadError, list_images, read_image, save_image
 from .interpolate import interpolate_frames
-from .shutter import grr_blur
+from .shutter import global_shutter_blur, grr_blur
 
-__all__ = ["read_frames", "build_grr_sequence"]
+__all__ = ["read_frames", "build_grr_sequence", "REFERENCES"]
+
+#: Choices of the GS reference time (see the module docstring); the first is the default.
+REFERENCES = ("first_row", "start", "middle")
 
 
 def read_frames(source: str | os.PathLike, max_frames: int | None = None) -> torch.Tensor:
@@ -64,8 +76,8 @@ def read_frames(source: str | os.PathLike, max_frames: int | None = None) -> tor
 
 
 def build_grr_sequence(frames: torch.Tensor, out: str | os.PathLike, *, seq: str = "seq0", split: str = "test",
-                       factor: int = 8, exposure: float = 8.0, readout: float = 16.0, stride: int = 2,
-                       reference: str = "start", progress: bool = True) -> dict:
+                       factor: int = 8, exposure: float = 2.0, readout: float = 16.0, stride: int = 2,
+                       reference: str = "first_row", progress: bool = True) -> dict:
     """Write GRR / GS pairs of one sequence; returns the manifest.
 
     Args:
@@ -75,21 +87,21 @@ def build_grr_sequence(frames: torch.Tensor, out: str | os.PathLike, *, seq: str
         exposure: first row's integration time, in interpolated frames.
         readout: extra integration time of the last row, in interpolated frames.
         stride: original frames between consecutive samples.
-        reference: ``"start"`` or ``"middle"`` (see the module docstring).
+        reference: ``"first_row"`` (default), ``"start"`` or ``"middle"`` (module docstring).
 
     Raises:
         ValueError: bad parameters, or a clip too short for one sample.
     """
-    if reference not in ("start", "middle"):
-        raise ValueError(f"reference must be 'start' or 'middle', got {reference!r}")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     if exposure <= 0 or readout < 0 or stride < 1:
         raise ValueError("need exposure > 0, readout >= 0, stride >= 1")
-    dense = interpolate_frames(frames, factor)
+    T = frames.shape[0]
     span = exposure + readout
-    starts = list(range(0, dense.shape[0], stride * factor))
-    starts = [s for s in starts if s + span <= dense.shape[0]]
+    need = math.ceil(span / factor)  # original frame intervals one sample spans
+    starts = [k for k in range(0, T, stride) if k * factor + span <= (T - 1) * factor + 1]
     if not starts:
-        raise ValueError(f"clip of {frames.shape[0]} frames is too short for exposure + readout = {span} "
+        raise ValueError(f"clip of {T} frames is too short for exposure + readout = {span} "
                          f"interpolated frames (x{factor})")
     root = Path(out) / split / seq
     it: Iterable = starts
@@ -97,12 +109,16 @@ def build_grr_sequence(frames: torch.Tensor, out: str | os.PathLike, *, seq: str
         from tqdm.auto import tqdm
 
         it = tqdm(starts, desc=f"grr {seq}", unit="pair")
-    for n, s in enumerate(it):
-        window = dense[s:]
+    for n, k in enumerate(it):
+        # interpolate only this sample's frames (memory O(window), not O(clip)); index 0 = frame k
+        window = interpolate_frames(frames[k:k + need + 1], factor)
         blurry = grr_blur(window, exposure=exposure, readout=readout)
-        ref_idx = s if reference == "start" else min(s + int(round(exposure / 2)), dense.shape[0] - 1)
+        if reference == "first_row":
+            sharp = global_shutter_blur(window, exposure=exposure)
+        else:
+            sharp = window[0 if reference == "start" else min(int(round(exposure / 2)), window.shape[0] - 1)]
         save_image(root / "RSGR" / "PNG" / f"{n:05d}.png", blurry)
-        save_image(root / "GS" / "PNG" / f"{n:05d}.png", dense[ref_idx])
+        save_image(root / "GS" / "PNG" / f"{n:05d}.png", sharp)
     manifest = {"format": "deblurkit-grr", "layout": "<split>/<seq>/{RSGR,GS}/PNG/<n>.png", "seq": seq,
                 "split": split, "num_pairs": len(starts), "factor": factor, "exposure": exposure,
                 "readout": readout, "stride": stride, "reference": reference,
