@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", required=True, help="aspdc_reblur weights")
     ap.add_argument("--data", required=True, help="GoPro-layout root")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--max-pairs", type=int, default=None, help="score only the first N pairs")
     ap.add_argument("--out", default=None, help="JSON output")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. how R was trained)")
     a = ap.parse_args(argv)
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     scorer = ReblurConsistency(a.weights)
     ds = PairedImageDataset(a.data, split=a.split)
     rows, t0 = [], time.time()
-    for i in range(len(ds)):
+    n = len(ds) if a.max_pairs is None else min(len(ds), a.max_pairs)
+    for i in range(n):
         it = ds[i]
         s = scorer.score(it["lq"], it["gt"])  # psnr = PSNR(B, R(B, S)), psnr_change = PSNR(B, S)
         rows.append({"name": it["name"], "psnr_reblur_from_sharp": s["psnr"],
