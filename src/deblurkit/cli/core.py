@@ -97,8 +97,17 @@ def evaluate(
     precision: str = typer.Option("fp32"),
     tile: Optional[str] = typer.Option("auto"),
     tile_overlap: int = typer.Option(32),
+    reblur_consistency: bool = typer.Option(False, "--reblur-consistency", help="No-reference score on a folder of blurry photos (--data): PSNR(B, R(B, D(B))) with ASPDC's reblurring network R."),
+    reblur_weights: Optional[Path] = typer.Option(None, "--reblur-weights", help="Weights of R (aspdc_reblur) for --reblur-consistency."),
 ):
     """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
+    if reblur_weights is not None and not reblur_consistency:
+        _fail("--reblur-weights is only used with --reblur-consistency")
+    if reblur_consistency:
+        from .aspdc import reblur_consistency_command
+
+        return reblur_consistency_command(data, reblur_weights, model, weights, out, save_images, device,
+                                          precision, tile, tile_overlap)
     if model in ("evdeblur", "evdeblur_rgb"):  # event inputs: the layout's items carry E and B
         from .events import evaluate_events
 

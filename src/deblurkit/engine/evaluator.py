@@ -56,6 +56,12 @@ def _aspdc(restored: Tensor, gt: Tensor) -> dict:
     }
 
 
+def _realblur(restored: Tensor, gt: Tensor) -> dict:
+    from ..metrics.realblur import realblur_psnr_ssim
+
+    return realblur_psnr_ssim(restored, gt)
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "standard": Protocol(
         "standard",
@@ -69,6 +75,13 @@ PROTOCOLS: dict[str, Protocol] = {
         "SSIM of old skimage compare_ssim(multichannel=True) on float images (7x7 uniform window, "
         "sample covariance, data range 2) = ssim_skimage_legacy",
         _aspdc,
+    ),
+    "realblur": Protocol(
+        "realblur",
+        "RealBlur's evaluation_RealBlur_ecc.py: output clamped and rounded to 8 bits, intensity-matched "
+        "and aligned to the reference (OpenCV ECC homography), PSNR and Gaussian SSIM over the valid "
+        "(warped) region only; extra column ecc_ok. The input column is aligned the same way",
+        _realblur,
     ),
 }
 
