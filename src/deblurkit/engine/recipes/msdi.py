@@ -141,7 +141,8 @@ class MSDIStage1(Trainer):
         g_vgg = self.vgg(reblurred, lq)
         g_pix, pix_parts = self.criterion(deblurred, gt)
         loss_g = a["gan_weight"] * g_gan + a["feature_matching_weight"] * g_fm + a["vgg_weight"] * g_vgg + g_pix
-        parts = {"g_gan": float(g_gan), "g_feature_matching": float(g_fm), "g_vgg": float(g_vgg), **pix_parts}
+        parts = {"g_gan": float(g_gan.detach()), "g_feature_matching": float(g_fm.detach()),
+                 "g_vgg": float(g_vgg.detach()), **pix_parts}
         self.check_finite(loss_g, parts)
         self.optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -158,14 +159,14 @@ class MSDIStage1(Trainer):
             fake, real = self._discriminate(gt, reblurred_d.float(), lq)
         d_fake, d_real = hinge_discriminator_loss(fake, real)
         loss_d = (d_fake + d_real).float()
-        self.check_finite(loss_d, {"d_fake": float(d_fake), "d_real": float(d_real)})
+        self.check_finite(loss_d, {"d_fake": float(d_fake.detach()), "d_real": float(d_real.detach())})
         opt_d = self.aux_optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         if clip:
             logs["d_grad_norm"] = float(nn.utils.clip_grad_norm_(disc.parameters(), clip))
         opt_d.step()
-        logs.update({"d_fake": float(d_fake), "d_real": float(d_real)})
+        logs.update({"d_fake": float(d_fake.detach()), "d_real": float(d_real.detach())})
         if self.ema:
             self.ema.update(self.net)
         self.step += 1
