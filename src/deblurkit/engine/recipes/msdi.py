@@ -100,7 +100,7 @@ class MSDIStage1(Trainer):
             raise ValueError(f"{self.cfg.name}: recipe.vgg_weights is not set: give the path of torchvision's "
                              "VGG19 file vgg19-dcbb9e9d.pth (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth)")
         self.args = a
-        self.vgg = msdi_vgg_loss(a["vgg_weights"]).to(self.device)
+        self.vgg = msdi_vgg_loss(a["vgg_weights"]).to(self.device).eval()
         o = self.cfg.optim
         self.add_aux("discriminator", build("msdi_discriminator", **dict(a["discriminator"])), trainable=True,
                      lr=o.lr, betas=tuple(o.betas))
