@@ -198,3 +198,34 @@ def test_run_fixture_reports_failures(tmp_path):
     assert "fwd.out1" in report.summary() and "FAIL" in report.summary()
     with pytest.raises(AssertionError, match="fwd.out1"):
         P.run_fixture(tmp_path / "toy_bad.pt", build_fn=lambda system: _Toy(), check=True)
+
+
+# ------------------------------------------------------------------------------ released format
+@pytest.mark.slow  # rebuilds 247 M weights; the spectral-norm pairs are cached from the parity test above
+def test_msdi_net_released_checkpoint_round_trips_strict(parity_dir, tmp_path):
+    """A checkpoint in the format of the released ``msdi_net.pth`` (``{'params': state_dict}``),
+    with every entry given by the parity weight rule, loads with ``strict=True`` through
+    ``load_checkpoint`` into ``build('msdi_net')`` (no file read by the constructor), and its
+    degradation parts load as ``net_E.pth`` / ``prior_upsampling.pth`` into the registered parts."""
+    from deblurkit.models import load_checkpoint
+    from deblurkit.models.msdi import extract_msdi_parts
+
+    fx = P.load_fixture(parity_dir / "msdi_net.pt")
+    sd = P.rebuild_state_dict(fx["spec"], fx["salt"])
+    path = tmp_path / "msdi_net.pth"
+    torch.save({"params": sd}, path)
+    parts = extract_msdi_parts(sd)
+    torch.save(dict(parts["encoder"]), tmp_path / "net_E.pth")
+    torch.save(dict(parts["prior"]), tmp_path / "prior_upsampling.pth")
+    del sd, parts
+    net = load_checkpoint(build("msdi_net"), path, strict=True)
+    got = net.state_dict()
+    assert [(k, tuple(v.shape)) for k, v in got.items()] == [(k, tuple(s)) for k, s, _ in fx["spec"]]
+    again = P.rebuild_state_dict(fx["spec"], fx["salt"])  # the rule once more, independently of the file
+    assert all(torch.equal(got[k], again[k]) for k in again)
+    del net, got
+    enc = load_checkpoint(build("msdi_encoder"), tmp_path / "net_E.pth", strict=True)
+    prior = load_checkpoint(build("msdi_prior_upsampling"), tmp_path / "prior_upsampling.pth", strict=True)
+    assert torch.equal(enc.layer1[0].weight_orig, again["net_prior.layer1.0.weight_orig"])
+    assert torch.equal(prior.conv_latent_init.conv_block[1].weight_orig,
+                       again["prior_upsampling.conv_latent_init.conv_block.1.weight_orig"])

@@ -705,7 +705,8 @@ class MultiscaleDiscriminator(nn.Module):
 
     Children ``discriminator_0``, ``discriminator_1`` (:class:`NLayerDiscriminator`); the input
     of each next one is :meth:`downsample`\\ d. The training code feeds
-    ``cat([cat([blurry, reblurred], 1), cat([blurry, sharp], 1)], 0)`` (fake pairs first) and splits
+    ``cat([cat([sharp, reblurred], 1), cat([sharp, blurry], 1)], 0)`` (fake pairs first: the sharp
+    image conditions, the reblurred image is fake and the real blurry image real) and splits
     every output at N/2.
 
     Args:
