@@ -12,6 +12,3 @@ __all__ = [
     "export_from_checkpoint", "export_weights", "RECIPES", "make_trainer", "register_recipe",
     "resolve_device",
 ]
-
-# System recipes and evaluation protocols (engine/recipes/*.py) register themselves on import.
-from . import recipes  # noqa: E402,F401
