@@ -25,10 +25,12 @@ def deblur(
     tile_overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.png (input | result)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable file."),
+    converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
+    deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
-    from ..inference import Deblurrer
     from ..io import IMAGE_EXTENSIONS, list_images
+    from .blur2blur import make_deblurrer
 
     for p in inputs:
         if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -38,8 +40,8 @@ def deblur(
         files = list_images(inputs)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
-        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
-                      tile=_parse_tile(tile), tile_overlap=tile_overlap)
+        d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
+                           tile=_parse_tile(tile), tile_overlap=tile_overlap)
         summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
     except _expected_errors() as e:
         _fail(str(e))
@@ -85,18 +87,20 @@ def evaluate(
     precision: str = typer.Option("fp32"),
     tile: Optional[str] = typer.Option("auto"),
     tile_overlap: int = typer.Option(32),
+    converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
+    deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] after conversion (default: the embedded model)."),
 ):
     """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
     from ..data import open_layout
     from ..engine import evaluate as run_eval
     from ..engine import get_protocol, write_results
-    from ..inference import Deblurrer
+    from .blur2blur import make_deblurrer
 
     try:
         get_protocol(protocol)
         ds = open_layout(layout, data, split)
-        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
-                      tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
+        d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
+                           tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
     except _expected_errors() as e:
         _fail(str(e))
 

@@ -240,3 +240,30 @@ class UnalignedTestPairs(Dataset):
 
 
 register_layout("blur2blur", lambda root, split: UnalignedTestPairs(root, split))
+
+
+def rank_pairs_by_psnr(blur_dir: str | os.PathLike, sharp_dir: str | os.PathLike) -> list[tuple[str, float]]:
+    """Rank blurry/sharp pairs (same file names in both folders) by the PSNR of the blurry image
+    against its sharp one, highest first: the least blurry pairs first.
+
+    Follows VinAIResearch/Blur2Blur ``data/filter_blurimg.py`` (``cv2.imread`` of both files,
+    ``calculate_psnr(img1, img2, 0)`` on the 8-bit values with peak 255, sorted by PSNR in
+    descending order); identical images get ``inf``.
+
+    Returns:
+        ``[(file name, PSNR in dB), ...]``, highest PSNR first (ties by name).
+
+    Raises:
+        FileNotFoundError: a folder is missing. ValueError: file names differ, or a pair differs
+        in size (naming both files). deblurkit.io.ImageReadError: unreadable image.
+    """
+    from ..metrics import psnr
+
+    pairs = _matched(Path(blur_dir), Path(sharp_dir))
+    scores = []
+    for b, s in pairs:
+        x, y = read_image(b, channels=3), read_image(s, channels=3)
+        if x.shape != y.shape:
+            raise ValueError(f"{b} is {tuple(x.shape[-2:])} but {s} is {tuple(y.shape[-2:])}")
+        scores.append((b.name, float(psnr(x, y, data_range=1.0, quantize=True)[0])))
+    return sorted(scores, key=lambda t: (-t[1], t[0]))

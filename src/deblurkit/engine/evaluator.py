@@ -81,6 +81,8 @@ def register_protocol(protocol: Protocol) -> None:
 def get_protocol(name: str) -> Protocol:
     """Raises KeyError listing the known protocols."""
     if name not in PROTOCOLS:
+        from . import recipes  # noqa: F401 - system modules register their protocols on import
+    if name not in PROTOCOLS:
         raise KeyError(f"unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
     return PROTOCOLS[name]
 

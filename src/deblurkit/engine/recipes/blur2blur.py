@@ -140,8 +140,8 @@ class Blur2BlurTrainer(Trainer):
         kernel_wizard_overrides: its constructor options (default: sidecar JSON / inferred).
         vgg_weights: torchvision VGG16 ImageNet weights (``vgg16-397923af.pth`` or safetensors)
             for the perceptual loss (required unless ``vgg_random_init``).
-        vgg_random_init: use a VGG16 with PyTorch's random initialisation (seeded by ``seed``)
-            instead: NOT the official loss, only for machines without the ImageNet file.
+        vgg_random_init: use a VGG16 with random He-normal weights (seeded by ``seed``, zero
+            biases) instead: NOT the official loss, only for machines without the ImageNet file.
         lambda_perc: 0.8 (``--lambda_Perc``). lambda_gp: 1e-4 (``--lambda_gp``).
         discriminator: constructor overrides of ``patchgan_b2b`` (default official: ndf 64,
             3 layers, instance norm, N(0, 0.02) init).
@@ -168,10 +168,14 @@ class Blur2BlurTrainer(Trainer):
         kw = load_kernel_wizard(a["kernel_wizard"], a.get("kernel_wizard_overrides"))
         self.add_aux("kernel_wizard", kw, trainable=False)
         if a.get("vgg_random_init"):
-            g_state = torch.random.get_rng_state()
-            torch.manual_seed(self.cfg.seed)
             vgg = VGGFeatureExtractor(arch="vgg16")
-            torch.random.set_rng_state(g_state)
+            g = torch.Generator().manual_seed(self.cfg.seed)
+            with torch.no_grad():  # He init keeps the feature scale through the 13 convolutions
+                for m in vgg.features:
+                    if isinstance(m, nn.Conv2d):
+                        fan_in = m.weight[0].numel()
+                        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                        m.bias.zero_()
             self.perceptual = blur2blur_perceptual_loss(vgg)
         else:
             if not a.get("vgg_weights"):
@@ -330,3 +334,75 @@ class KernelWizardTrainer(Trainer):
 
         res = evaluate(lambda x: x, pairs(), self.cfg.eval.protocol, progress=False)
         return res.mean
+
+
+# ---------------------------------------------------------------------------- evaluation protocol
+def _short_side_256(h: int, w: int) -> tuple[int, int]:
+    """(new_h, new_w) of Blur2Blur's ``psnr_ssim.py``: the shorter side becomes 256, the other
+    ``int(side * 256 / shorter)``."""
+    if h < w:
+        return 256, int(w * (256 / h))
+    return int(h * (256 / w)), 256
+
+
+def _resize_area_u8(img_u8: Tensor, size: tuple[int, int]) -> Tensor:
+    """(1, 3, H, W) uint8-valued float tensor -> ``cv2.resize(..., INTER_AREA)`` on uint8, as float."""
+    import cv2
+    import numpy as np
+
+    arr = img_u8[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    out = cv2.resize(np.ascontiguousarray(arr), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out).permute(2, 0, 1)[None].to(torch.float64)
+
+
+def blur2blur_score(restored: Tensor, gt: Tensor) -> dict:
+    """Blur2Blur's ``psnr_ssim.py`` on (1, 3, H, W) tensors in [0, 1].
+
+    The restored image becomes 8-bit as ``util.tensor2im`` saves it (clamp, x255, truncated);
+    the reference is 8-bit (it is read from disk) and, when its height is not 256, resized with
+    ``cv2.INTER_AREA`` so that its shorter side is 256 (:func:`_short_side_256`). A restored image
+    of another size (e.g. the full-resolution blurry input scored as the baseline) is resized the
+    same way. PSNR on the 8-bit values with peak 255; SSIM = :func:`deblurkit.metrics.ssim_3d`
+    on the 8-bit values (``_ssim_3d``).
+    """
+    from ... import metrics
+
+    r = torch.floor(restored.detach().float().clamp(0, 1) * 255.0).double()  # float32, as tensor2im
+    g = torch.round(gt.detach().double().clamp(0, 1) * 255.0)
+    if g.shape[-2] != 256:
+        g = _resize_area_u8(g, _short_side_256(*g.shape[-2:]))
+    if r.shape[-2:] != g.shape[-2:]:
+        r = _resize_area_u8(r, tuple(g.shape[-2:]))
+    return {"psnr": float(metrics.psnr(r / 255.0, g / 255.0, data_range=1.0)[0]),
+            "ssim": float(metrics.ssim_3d(r / 255.0, g / 255.0, data_range=1.0)[0])}
+
+
+def blur2blur_apply(restore, lq: Tensor) -> Tensor:
+    """Run ``restore`` on the blurry input resized (``cv2.INTER_AREA``) to the size the protocol
+    scores at (shorter side 256 unless the height already is 256)."""
+    import cv2
+    import numpy as np
+
+    h, w = lq.shape[-2:]
+    if h == 256:
+        return restore(lq)
+    nh, nw = _short_side_256(h, w)
+    arr = lq[0].detach().float().cpu().permute(1, 2, 0).numpy()
+    small = cv2.resize(np.ascontiguousarray(arr), (nw, nh), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(small).permute(2, 0, 1)[None].clamp(0, 1).to(lq.device)
+    return restore(x)
+
+
+def _register_protocol() -> None:
+    from ..evaluator import Protocol, register_protocol
+
+    register_protocol(Protocol(
+        "blur2blur",
+        "Blur2Blur psnr_ssim.py: reference (8-bit) resized with cv2.INTER_AREA to a 256-pixel shorter "
+        "side (when its height is not 256), the input resized the same way before restoring; output "
+        "saved as 8-bit (truncated, util.tensor2im); PSNR on 8-bit values (peak 255); 3-D Gaussian "
+        "SSIM (ssim_3d) on 8-bit values",
+        blur2blur_score, blur2blur_apply))
+
+
+_register_protocol()
