@@ -240,3 +240,24 @@ def test_kernel_wizard_recipe_loss_is_summed_charbonnier(layout, tmp_path):
     assert logs["l_pix"] == pytest.approx(want, rel=1e-5)
     assert tr.step == 1
     assert tr.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+
+
+@pytest.mark.parametrize("content", ["l1", "perceptual"])
+def test_cpu_experiment_configs_run(layout, kw_weights, tmp_path, content):
+    over = [f"data.train.root={layout}", "data.train.crop_size=128", "data.batch_size=2",
+            "train.total_steps=1", f"train.out_dir={tmp_path / 'c'}", "train.device=cpu",
+            f"recipe.kernel_wizard={kw_weights}", f"recipe.content_loss={content}"]
+    if content == "perceptual":
+        over.append("recipe.vgg_random_init=true")
+    cfg = load_config(REPO / "configs" / "blur2blur_converter_defocus2synthphotos.yaml", over)
+    logs = make_trainer(cfg, progress=False).fit()
+    assert math.isfinite(logs["G_Perc"]) and logs["G_Perc"] > 0 and logs["D_gp"] == 0.0
+    kcfg = load_config(REPO / "configs" / "blur2blur_kernel_wizard_synthphotos.yaml", [
+        f"data.train.root={layout}", "data.batch_size=2", "train.total_steps=1",
+        f"train.out_dir={tmp_path / 'k'}", "train.device=cpu"])
+    if content == "l1":
+        assert math.isfinite(make_trainer(kcfg, progress=False).fit()["l_pix"])
+    with pytest.raises(ValueError, match="content_loss"):
+        make_trainer(load_config(REPO / "configs" / "blur2blur_converter_defocus2synthphotos.yaml",
+                                 over[:-1] + ["recipe.content_loss=ssim", f"train.out_dir={tmp_path / 'x'}"]),
+                     progress=False)

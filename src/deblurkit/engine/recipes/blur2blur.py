@@ -145,6 +145,9 @@ class Blur2BlurTrainer(Trainer):
         lambda_perc: 0.8 (``--lambda_Perc``). lambda_gp: 1e-4 (``--lambda_gp``).
         discriminator: constructor overrides of ``patchgan_b2b`` (default official: ndf 64,
             3 layers, instance norm, N(0, 0.02) init).
+        content_loss: ``"perceptual"`` (official) or ``"l1"``: mean absolute difference between
+            each output scale and the input at that scale, weighted by ``lambda_perc`` (NOT the
+            official loss; a cheap substitute for CPU runs without the VGG16 file).
 
     The main network (``model:``) is the generator (``mimo_unet`` with ``init: normal``); the
     discriminator ``netD`` is a trainable auxiliary network with the generator's optimiser
@@ -154,7 +157,7 @@ class Blur2BlurTrainer(Trainer):
     def setup(self) -> None:
         a = dict(self.recipe_args)
         known = {"kernel_wizard", "kernel_wizard_overrides", "vgg_weights", "vgg_random_init",
-                 "lambda_perc", "lambda_gp", "discriminator"}
+                 "lambda_perc", "lambda_gp", "discriminator", "content_loss"}
         unknown = sorted(set(a) - known)
         if unknown:
             raise ValueError(f"{self.cfg.name}: recipe 'blur2blur' has no argument(s) {unknown}; known: {sorted(known)}")
@@ -167,7 +170,13 @@ class Blur2BlurTrainer(Trainer):
         self.add_aux("netD", build("patchgan_b2b", **d_kw), trainable=True)
         kw = load_kernel_wizard(a["kernel_wizard"], a.get("kernel_wizard_overrides"))
         self.add_aux("kernel_wizard", kw, trainable=False)
-        if a.get("vgg_random_init"):
+        self.content_loss = a.get("content_loss", "perceptual")
+        if self.content_loss not in ("perceptual", "l1"):
+            raise ValueError(f"{self.cfg.name}: recipe.content_loss must be 'perceptual' (official) or 'l1', "
+                             f"got {self.content_loss!r}")
+        if self.content_loss == "l1":
+            self.perceptual = nn.L1Loss()
+        elif a.get("vgg_random_init"):
             vgg = VGGFeatureExtractor(arch="vgg16")
             g = torch.Generator().manual_seed(self.cfg.seed)
             with torch.no_grad():  # He init keeps the feature scale through the 13 convolutions
