@@ -13,6 +13,10 @@ Writes a Blur2Blur unaligned layout (deblurkit.data.unaligned) from the real pho
   (``SyntheticBlurDataset``): ``trainC`` (blurry) / ``trainD`` (sharp) aligned pairs.
 
     python benchmarks/blur2blur_unknown_domain.py data/b2b_defocus
+    python benchmarks/blur2blur_unknown_domain.py data/b2b_defocus --figure CONVERTER OUT.png
+
+``--figure`` writes, for the first test crops, rows of: blurry (unknown) | default model |
+converted (known blur) | default model after conversion | sharp.
 """
 from __future__ import annotations
 
@@ -64,7 +68,12 @@ def main() -> None:
     ap.add_argument("--known", type=int, default=192, help="known-domain pairs")
     ap.add_argument("--test-per-photo", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--figure", nargs=2, metavar=("CONVERTER", "OUT_PNG"), help="write the comparison picture")
+    ap.add_argument("--rows", type=int, default=2)
     a = ap.parse_args()
+    if a.figure:
+        figure(a.out, Path(a.figure[0]), Path(a.figure[1]), a.rows)
+        return
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
     mate = sorted((SHARED / "photos" / "wallpaper").glob("mate_*"))
@@ -99,6 +108,26 @@ def main() -> None:
         save_image(a.out / "trainD" / f"k{i:04d}.png", it["gt"])
     n = {d: len(list((a.out / d).iterdir())) for d in ("trainA", "trainB", "trainC", "trainD", "testA", "testB")}
     print(f"wrote {a.out}: {n}")
+
+
+def figure(root: Path, converter: Path, out: Path, rows: int) -> None:
+    from deblurkit.inference import Deblurrer
+    from deblurkit.inference.blur2blur import Blur2BlurDeblurrer
+
+    b2b = Blur2BlurDeblurrer(converter, "default", progress=False)
+    default = Deblurrer(progress=False)
+    names = sorted(p.name for p in (root / "testA").iterdir())
+    pick = [names[i * len(names) // rows] for i in range(rows)]
+    lines = []
+    for n in pick:
+        x, gt = read_image(root / "testA" / n), read_image(root / "testB" / n)
+        conv = b2b.convert(x)
+        panels = [x, default.deblur_tensor(x), conv, b2b.deblur_tensor(x), gt]
+        sep = torch.ones(3, x.shape[1], 4)
+        lines.append(torch.cat([t for p in panels for t in (p, sep)][:-1], dim=2))
+    hsep = torch.ones(3, 4, lines[0].shape[2])
+    save_image(out, torch.cat([t for ln in lines for t in (ln, hsep)][:-1], dim=1))
+    print(f"wrote {out} ({', '.join(pick)})")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,10 @@ def test_linear_schedule_is_pix2pix_policy():
 def test_converter_step_batch4_updates_g_and_d_not_kernel_wizard(layout, kw_weights, tmp_path):
     tr = make_trainer(converter_cfg(layout, kw_weights, tmp_path / "run"), progress=False)
     assert tr.cfg.data.batch_size == 4
+    # the generator and the discriminator start from the official N(0, 0.02) initialisation
+    for net in (tr.net, tr.aux["netD"]):
+        convs = torch.cat([m.weight.flatten() for m in net.modules() if isinstance(m, torch.nn.Conv2d)])
+        assert abs(convs.std().item() - 0.02) < 0.002 and abs(convs.mean().item()) < 0.002
     g0 = {k: v.clone() for k, v in tr.net.state_dict().items()}
     d0 = {k: v.clone() for k, v in tr.aux["netD"].state_dict().items()}
     k0 = {k: v.clone() for k, v in tr.aux["kernel_wizard"].state_dict().items()}
