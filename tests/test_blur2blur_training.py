@@ -265,3 +265,24 @@ def test_cpu_experiment_configs_run(layout, kw_weights, tmp_path, content):
         make_trainer(load_config(REPO / "configs" / "blur2blur_converter_defocus2synthphotos.yaml",
                                  over[:-1] + ["recipe.content_loss=ssim", f"train.out_dir={tmp_path / 'x'}"]),
                      progress=False)
+
+
+def test_known_blur_oracle_reblurs_b_with_a_known_kernel(layout, tmp_path, shared_data):
+    levin = shared_data / "kernels" / "levin09_kernels.npz"
+    cfg = converter_cfg(layout, tmp_path / "unused.safetensors", tmp_path / "o",
+                        **{"recipe.known_blur": f"{{levin_path: {levin}, noise_sigma: 0.0}}"})
+    tr = make_trainer(cfg, progress=False)
+    assert "kernel_wizard" not in tr.aux
+    b = read_image(layout / "trainB" / "b0.png")[None, :, :128, :128]
+    got = tr.reblur_known(b, None, None)
+    cands = []
+    for k in levin_kernels(levin).values():
+        for code in range(8):
+            kk = torch.rot90(k, code % 4, dims=(-2, -1))
+            kk = kk.flip(-1) if code >= 4 else kk
+            cands.append(torch.round(blur(b, kk.float(), "reflect").clamp(0, 1) * 255) / 255)
+    errs = sorted(float((c - got).abs().max()) for c in cands)
+    assert errs[0] < 1e-6 < errs[1]  # exactly one known kernel/orientation explains it
+    with pytest.raises(ValueError, match="known_blur"):
+        make_trainer(converter_cfg(layout, tmp_path / "u.safetensors", tmp_path / "o2",
+                                   **{"recipe.known_blur": "{sigma: 1}"}), progress=False)

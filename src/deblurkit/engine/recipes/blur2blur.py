@@ -145,6 +145,11 @@ class Blur2BlurTrainer(Trainer):
         lambda_perc: 0.8 (``--lambda_Perc``). lambda_gp: 1e-4 (``--lambda_gp``).
         discriminator: constructor overrides of ``patchgan_b2b`` (default official: ndf 64,
             3 layers, instance norm, N(0, 0.02) init).
+        known_blur: instead of kernel_wizard, re-blur B with the known domain's own kernels when
+            that domain is synthetic: ``{levin_path, trajectory (bank size), kernel_size,
+            noise_sigma, seed}`` (random kernel per sample in one of 8 orientations, reflect
+            boundary, Gaussian noise, 8-bit). NOT the official procedure: the oracle that a
+            perfectly trained kernel_wizard approximates; C and D are then unused.
         content_loss: ``"perceptual"`` (official) or ``"l1"``: mean absolute difference between
             each output scale and the input at that scale, weighted by ``lambda_perc`` (NOT the
             official loss; a cheap substitute for CPU runs without the VGG16 file).
@@ -157,19 +162,23 @@ class Blur2BlurTrainer(Trainer):
     def setup(self) -> None:
         a = dict(self.recipe_args)
         known = {"kernel_wizard", "kernel_wizard_overrides", "vgg_weights", "vgg_random_init",
-                 "lambda_perc", "lambda_gp", "discriminator", "content_loss"}
+                 "lambda_perc", "lambda_gp", "discriminator", "content_loss", "known_blur"}
         unknown = sorted(set(a) - known)
         if unknown:
             raise ValueError(f"{self.cfg.name}: recipe 'blur2blur' has no argument(s) {unknown}; known: {sorted(known)}")
-        if not a.get("kernel_wizard"):
+        self.known_kernels = None
+        if a.get("known_blur"):
+            self.known_kernels, self.known_noise = self._known_kernel_bank(dict(a["known_blur"]))
+        elif not a.get("kernel_wizard"):
             raise ValueError(f"{self.cfg.name}: recipe.kernel_wizard (weights of the known domain's "
                              "kernel_wizard) is required")
         self.lambda_perc = float(a.get("lambda_perc", 0.8))
         self.lambda_gp = float(a.get("lambda_gp", 1e-4))
         d_kw = {"init": "normal", **dict(a.get("discriminator") or {})}
         self.add_aux("netD", build("patchgan_b2b", **d_kw), trainable=True)
-        kw = load_kernel_wizard(a["kernel_wizard"], a.get("kernel_wizard_overrides"))
-        self.add_aux("kernel_wizard", kw, trainable=False)
+        if self.known_kernels is None:
+            kw = load_kernel_wizard(a["kernel_wizard"], a.get("kernel_wizard_overrides"))
+            self.add_aux("kernel_wizard", kw, trainable=False)
         self.content_loss = a.get("content_loss", "perceptual")
         if self.content_loss not in ("perceptual", "l1"):
             raise ValueError(f"{self.cfg.name}: recipe.content_loss must be 'perceptual' (official) or 'l1', "
@@ -194,9 +203,49 @@ class Blur2BlurTrainer(Trainer):
             self.perceptual = blur2blur_perceptual_loss(a["vgg_weights"])
         self.perceptual.to(self.device)
 
+    def _known_kernel_bank(self, spec: dict) -> tuple[list[Tensor], object]:
+        """Kernels of a synthetic known domain (``known_blur``): the Levin kernels of
+        ``levin_path`` and ``trajectory`` Boracchi & Foi kernels of ``kernel_size``, plus
+        ``noise_sigma`` (float or [lo, hi])."""
+        from ...synth.kernels import levin_kernels, trajectory_kernels
+
+        allowed = {"levin_path", "trajectory", "kernel_size", "noise_sigma", "seed"}
+        bad = sorted(set(spec) - allowed)
+        if bad:
+            raise ValueError(f"{self.cfg.name}: recipe.known_blur has no key(s) {bad}; known: {sorted(allowed)}")
+        bank: list[Tensor] = []
+        if spec.get("levin_path"):
+            bank += [k.float() for k in levin_kernels(spec["levin_path"]).values()]
+        n_traj = int(spec.get("trajectory", 0))
+        if n_traj:
+            g = torch.Generator().manual_seed(int(spec.get("seed", self.cfg.seed)))
+            bank += list(trajectory_kernels(n_traj, int(spec.get("kernel_size", 31)), generator=g).unbind(0))
+        if not bank:
+            raise ValueError(f"{self.cfg.name}: recipe.known_blur needs levin_path and/or trajectory > 0")
+        return bank, spec.get("noise_sigma", 0.0)
+
+    def _reblur_with_bank(self, sharp: Tensor) -> Tensor:
+        from ...synth.blur import blur
+        from ...synth.noise import quantize_8bit
+
+        out = []
+        for i in range(sharp.shape[0]):
+            k = self.known_kernels[int(torch.randint(len(self.known_kernels), ()))]
+            code = int(torch.randint(8, ()))
+            k = torch.rot90(k, code % 4, dims=(-2, -1))
+            k = k.flip(-1) if code >= 4 else k
+            y = blur(sharp[i:i + 1], k.to(sharp.device), "reflect")
+            ns = self.known_noise
+            sigma = float(ns[0] + (ns[1] - ns[0]) * torch.rand(())) if isinstance(ns, (list, tuple)) else float(ns)
+            out.append(quantize_8bit(y + sigma * torch.randn_like(y)))
+        return torch.cat(out)
+
     @torch.no_grad()
     def reblur_known(self, sharp_unknown: Tensor, blur_known: Tensor, sharp_known: Tensor) -> Tensor:
-        """B re-blurred with the kernel the frozen kernel_wizard extracts from (D, C)."""
+        """B re-blurred with the kernel the frozen kernel_wizard extracts from (D, C) (or, with
+        ``known_blur``, with a random kernel of the synthetic known domain)."""
+        if self.known_kernels is not None:
+            return self._reblur_with_bank(sharp_unknown)
         kw = self.aux["kernel_wizard"]
         mean, sigma = kw(sharp_known, blur_known)
         kernel = mean + sigma * torch.randn_like(mean)
