@@ -110,7 +110,7 @@ def main() -> None:
     print(f"wrote {a.out}: {n}")
 
 
-def figure(root: Path, converter: Path, out: Path, rows: int) -> None:
+def figure(root: Path, converter: Path, out: Path, rows: int, crop: int = 128) -> None:
     from deblurkit.inference import Deblurrer
     from deblurkit.inference.blur2blur import Blur2BlurDeblurrer
 
@@ -123,7 +123,10 @@ def figure(root: Path, converter: Path, out: Path, rows: int) -> None:
         x, gt = read_image(root / "testA" / n), read_image(root / "testB" / n)
         conv = b2b.convert(x)
         panels = [x, default.deblur_tensor(x), conv, b2b.deblur_tensor(x), gt]
-        sep = torch.ones(3, x.shape[1], 4)
+        h, w = x.shape[-2:]
+        t, l = (h - crop) // 2, (w - crop) // 2
+        panels = [p[:, t:t + crop, l:l + crop] for p in panels]
+        sep = torch.ones(3, crop, 4)
         lines.append(torch.cat([t for p in panels for t in (p, sep)][:-1], dim=2))
     hsep = torch.ones(3, 4, lines[0].shape[2])
     save_image(out, torch.cat([t for ln in lines for t in (ln, hsep)][:-1], dim=1))
