@@ -48,7 +48,7 @@ def filter_cmd(
     blur: Path = typer.Argument(..., help="Folder of blurry images."),
     sharp: Path = typer.Argument(..., help="Folder of their sharp images (same file names)."),
     out: Path = typer.Option(..., "-o", "--out", help="Ranking file to write (.csv or .json)."),
-    keep: Optional[int] = typer.Option(None, "--keep", help="Also print the N least blurry names only."),
+    keep: Optional[int] = typer.Option(None, "--keep", help="Print the names and PSNR of the N least blurry pairs."),
 ):
     """Rank blurry/sharp pairs by PSNR, least blurry first (Blur2Blur data/filter_blurimg.py)."""
     from ..data.unaligned import rank_pairs_by_psnr
