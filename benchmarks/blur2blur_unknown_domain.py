@@ -8,6 +8,8 @@ Writes a Blur2Blur unaligned layout (deblurkit.data.unaligned) from the real pho
   default model was trained on camera-shake only) + Gaussian noise sigma 0.01, 8-bit.
   The first 8 photos (sorted) give ``trainA`` (blurry crops) and ``trainB`` (other, sharp crops);
   the last 4 give ``testA``/``testB`` (blurry/sharp pairs, the most textured of 8 candidate crops).
+* ``knownrefA``/``knownrefB``: the test crops blurred with the 8 Levin kernels (known blur, noise
+  0.01) instead, to score the deblurrer on the known domain (``--split knownref``).
 * known domain = the default model's training blur (configs/default_mimo_unet_synthphotos.yaml:
   camera-shake trajectories + Levin kernels, noise sigma in [0, 0.02], 8-bit) on the other photos
   (``SyntheticBlurDataset``): ``trainC`` (blurry) / ``trainD`` (sharp) aligned pairs.
@@ -30,7 +32,7 @@ import torch
 from deblurkit.data import SyntheticBlurDataset
 from deblurkit.io import read_image, save_image
 from deblurkit.synth.blur import blur
-from deblurkit.synth.kernels import disk_kernel
+from deblurkit.synth.kernels import disk_kernel, levin_kernels
 from deblurkit.synth.noise import quantize_8bit
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -106,7 +108,16 @@ def main() -> None:
         it = known[i]
         save_image(a.out / "trainC" / f"k{i:04d}.png", it["lq"])
         save_image(a.out / "trainD" / f"k{i:04d}.png", it["gt"])
-    n = {d: len(list((a.out / d).iterdir())) for d in ("trainA", "trainB", "trainC", "trainD", "testA", "testB")}
+    # known-domain reference: the same test crops blurred with the Levin kernels (split "knownref")
+    levin = list(levin_kernels(SHARED / "kernels" / "levin09_kernels.npz").values())
+    gk = torch.Generator().manual_seed(0)
+    for i, p in enumerate(sorted((a.out / "testB").iterdir())):
+        x = read_image(p)
+        y = blur(x[None], levin[i % 8].float(), "reflect")[0]
+        save_image(a.out / "knownrefA" / p.name, quantize_8bit(y + 0.01 * torch.randn(y.shape, generator=gk)))
+        save_image(a.out / "knownrefB" / p.name, x)
+    n = {d: len(list((a.out / d).iterdir())) for d in ("trainA", "trainB", "trainC", "trainD", "testA", "testB",
+                                                        "knownrefA")}
     print(f"wrote {a.out}: {n}")
 
 
