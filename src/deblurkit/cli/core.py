@@ -28,6 +28,8 @@ def deblur(
     events: Optional[Path] = typer.Option(None, "--events", help="Event recording (.aedat4/.npz/.h5) or official real/hybrid folder: deblur its APS frames with --model evdeblur[_rgb] (no image inputs)."),
     event_window: str = typer.Option("exposure", help="With --events: events of each frame's 'exposure', its readout 'frame', or N microseconds around the exposure."),
     frames: Optional[str] = typer.Option(None, help="With --events: frames a:b of the recording (default all)."),
+    converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
+    deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
     if events is not None or (model or "").startswith("evdeblur"):
@@ -39,8 +41,8 @@ def deblur(
         return deblur_events(events, out, model, weights, device, event_window, frames, compare)
     if not inputs:
         _fail("give image files and/or folders to deblur (or --events REC)")
-    from ..inference import Deblurrer
     from ..io import IMAGE_EXTENSIONS, list_images
+    from .blur2blur import make_deblurrer
 
     for p in inputs:
         if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -50,8 +52,8 @@ def deblur(
         files = list_images(inputs)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
-        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
-                      tile=_parse_tile(tile), tile_overlap=tile_overlap)
+        d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
+                           tile=_parse_tile(tile), tile_overlap=tile_overlap)
         summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
     except _expected_errors() as e:
         _fail(str(e))
@@ -99,6 +101,8 @@ def evaluate(
     tile_overlap: int = typer.Option(32),
     reblur_consistency: bool = typer.Option(False, "--reblur-consistency", help="No-reference score on a folder of blurry photos (--data): PSNR(B, R(B, D(B))) with ASPDC's reblurring network R."),
     reblur_weights: Optional[Path] = typer.Option(None, "--reblur-weights", help="Weights of R (aspdc_reblur) for --reblur-consistency."),
+    converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
+    deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] after conversion (default: the embedded model)."),
 ):
     """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
     if reblur_weights is not None and not reblur_consistency:
@@ -115,13 +119,13 @@ def evaluate(
     from ..data import open_layout
     from ..engine import evaluate as run_eval
     from ..engine import get_protocol, write_results
-    from ..inference import Deblurrer
+    from .blur2blur import make_deblurrer
 
     try:
         get_protocol(protocol)
         ds = open_layout(layout, data, split)
-        d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
-                      tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
+        d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
+                           tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
     except _expected_errors() as e:
         _fail(str(e))
 

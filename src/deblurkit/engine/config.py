@@ -56,11 +56,13 @@ class OptimSection:
 
 @dataclass
 class ScheduleSection:
-    """``schedule:``: linear warm-up then ``cosine`` (to ``min_lr``) or ``constant``."""
+    """``schedule:``: linear warm-up then ``cosine`` (to ``min_lr``), ``constant``, or ``linear``
+    (constant, then linear decay to ``min_lr`` over the last ``decay_steps``; pix2pix's policy)."""
 
     type: str = "cosine"
     warmup_steps: int = 0
     min_lr: float = 1e-7
+    decay_steps: Optional[int] = None  # ``linear`` only; None = 2/3 of train.total_steps
 
 
 @dataclass
@@ -111,7 +113,7 @@ class TrainConfig:
 
 _CHOICES = {
     ("optim", "type"): {"adam", "adamw"},
-    ("schedule", "type"): {"cosine", "constant"},
+    ("schedule", "type"): {"cosine", "constant", "linear"},
     ("train", "precision"): {"fp32", "bf16"},
 }
 

@@ -9,17 +9,27 @@ from torch import nn
 
 
 def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
-          min_lr: float = 0.0, kind: str = "cosine") -> float:
+          min_lr: float = 0.0, kind: str = "cosine", decay_steps: int | None = None) -> float:
     """Learning rate at optimiser step ``step`` (0-based).
 
     Linear warm-up from ``base_lr / warmup_steps`` to ``base_lr`` over ``warmup_steps``, then
     ``cosine`` annealing to ``min_lr`` at ``total_steps`` (SGDR without restarts, as BasicSR's
-    ``CosineAnnealingRestartLR`` with one period) or ``constant``.
+    ``CosineAnnealingRestartLR`` with one period), ``constant``, or ``linear``: constant for
+    ``total_steps - decay_steps`` steps, then linear decay towards ``min_lr`` over the last
+    ``decay_steps`` (pix2pix/CycleGAN ``lr_policy='linear'`` of ``models/networks.py``
+    ``get_scheduler``, counted in steps instead of epochs: factor
+    ``1 - max(0, step + 1 - n_const) / (decay_steps + 1)``; ``decay_steps=None`` = 2/3 of
+    ``total_steps``, Blur2Blur's 100 constant + 200 decaying epochs).
     """
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     if kind == "constant":
         return base_lr
+    if kind == "linear":
+        n_decay = (2 * total_steps) // 3 if decay_steps is None else int(decay_steps)
+        n_const = max(warmup_steps, total_steps - n_decay)
+        frac = max(0, step + 1 - n_const) / float(n_decay + 1)
+        return base_lr - (base_lr - min_lr) * min(1.0, frac)
     span = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / span)
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t))

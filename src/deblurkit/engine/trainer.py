@@ -241,7 +241,7 @@ class Trainer:
         cfg = self.cfg
         lr = lr_at(self.step, base_lr=cfg.optim.lr, total_steps=cfg.train.total_steps,
                    warmup_steps=cfg.schedule.warmup_steps, min_lr=cfg.schedule.min_lr,
-                   kind=cfg.schedule.type)
+                   kind=cfg.schedule.type, decay_steps=cfg.schedule.decay_steps)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         scale = lr / cfg.optim.lr if cfg.optim.lr else 1.0
