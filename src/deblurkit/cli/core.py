@@ -58,8 +58,10 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from <out_dir>/ckpt/last.pt."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
-    """Train a network from a config; resumable; writes weights.safetensors at the end."""
+    """Train a network from a config; resumable; writes weights.safetensors at the end.
+    Under torchrun: data-parallel, data.batch_size is the global batch (docs/distributed.md)."""
     from ..engine import load_config, make_trainer
+    from ..engine.distributed import cleanup
 
     try:
         cfg = load_config(config, set_)
@@ -67,8 +69,10 @@ def train(
     except _expected_errors() as e:
         _fail(str(e))
     logs = trainer.fit()
-    typer.echo(json.dumps({k: v for k, v in logs.items() if isinstance(v, (int, float))}, indent=2))
-    typer.echo(f"run folder: {trainer.out_dir}")
+    if trainer.dist.main:
+        typer.echo(json.dumps({k: v for k, v in logs.items() if isinstance(v, (int, float))}, indent=2))
+        typer.echo(f"run folder: {trainer.out_dir}")
+    cleanup()
 
 
 @app.command()
@@ -86,13 +90,15 @@ def evaluate(
     tile: Optional[str] = typer.Option("auto"),
     tile_overlap: int = typer.Option(32),
 ):
-    """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
+    """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline.
+    Under torchrun the images are split over the processes and the rows gathered; rank 0 writes."""
     from ..data import open_layout
-    from ..engine import evaluate as run_eval
-    from ..engine import get_protocol, write_results
+    from ..engine import evaluate_indexed, get_protocol, write_results
+    from ..engine.distributed import cleanup, init_from_env
     from ..inference import Deblurrer
 
     try:
+        dist_info, device = init_from_env(device)
         get_protocol(protocol)
         ds = open_layout(layout, data, split)
         d = Deblurrer(model=model, weights=weights, device=device, precision=precision,
@@ -100,10 +106,9 @@ def evaluate(
     except _expected_errors() as e:
         _fail(str(e))
 
-    def pairs():
-        for i in range(len(ds)):
-            it = ds[i]
-            yield it["name"], it["lq"], it["gt"]
+    def pair(i):
+        it = ds[i]
+        return it["name"], it["lq"], it["gt"]
 
     on_image = None
     if save_images:
@@ -114,7 +119,10 @@ def evaluate(
         def on_image(name, img):
             save_image(out / "images" / f"{name}.png", img[0])
 
-    res = run_eval(d.deblur_tensor, pairs(), protocol, total=len(ds), on_image=on_image)
+    res = evaluate_indexed(d.deblur_tensor, pair, len(ds), protocol, on_image=on_image)
+    cleanup()
+    if not dist_info.main:
+        return
     m = res.mean
     typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
                f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "
