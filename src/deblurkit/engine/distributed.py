@@ -40,6 +40,7 @@ __all__ = [
     "cleanup",
     "GradDDP",
     "wrap",
+    "convert_sync_batchnorm",
 ]
 
 
@@ -196,3 +197,12 @@ def wrap(module: nn.Module, device: torch.device, find_unused_parameters: bool =
         return module
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return GradDDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """BatchNorm layers of ``module`` replaced by :class:`torch.nn.SyncBatchNorm` (batch
+    statistics over all processes; CUDA only). Same state-dict keys; returns the module itself
+    unless it is a BatchNorm layer."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return module
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

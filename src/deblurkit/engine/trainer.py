@@ -165,7 +165,9 @@ class Trainer:
     all its parameters' ``requires_grad`` off (a GAN's frozen discriminator in the generator
     step), runs as the plain module. Class attribute ``find_unused_parameters`` (default True)
     is passed to DistributedDataParallel; a recipe whose every iteration uses every parameter
-    may set it False for speed.
+    may set it False for speed. On CUDA, BatchNorm layers of the trainable networks become
+    SyncBatchNorm (class attribute ``sync_batchnorm``; MSDI-Net's official code synchronises its
+    BatchNorm too); gloo has no SyncBatchNorm, so on the CPU their statistics stay per process.
 
     Raises:
         RunExistsError, ConfigError-like ValueError for bad dataset specs (or a global batch
@@ -173,6 +175,7 @@ class Trainer:
     """
 
     find_unused_parameters: bool = True
+    sync_batchnorm: bool = True
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
                  on_step: Optional[Callable[[int, dict], None]] = None):
@@ -232,6 +235,12 @@ class Trainer:
         if not self.dist.active:
             return
         for name, module in list(self.fwd.items()):
+            if self.sync_batchnorm and self.device.type == "cuda":
+                module = ddp.convert_sync_batchnorm(module)
+                if name == "net":
+                    self.net = module
+                else:
+                    self.aux[name] = module
             self.fwd[name] = ddp.wrap(module, self.device, self.find_unused_parameters)
         if self.dist.rank > 0 and not self._resumed_rng:
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.dist.rank)
