@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -156,8 +157,11 @@ def measure(model: str, size: Size, device: str = "cpu", precision: str = "fp32"
     from ..inference import Deblurrer
 
     dev = torch.device(device)
-    d = Deblurrer(model, device=device, precision=precision, tile=size.tile, tile_overlap=32,
-                  progress=False, allow_random=True)
+    overlap = min(32, size.tile // 4) if size.tile else 32
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*RANDOMLY INITIALISED.*")  # intended here
+        d = Deblurrer(model, device=device, precision=precision, tile=size.tile, tile_overlap=overlap,
+                      progress=False, allow_random=True)
     if compile:
         d.net = torch.compile(d.net)
     g = torch.Generator().manual_seed(seed)
@@ -188,7 +192,7 @@ def measure(model: str, size: Size, device: str = "cpu", precision: str = "fp32"
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else peak_rss_mb()
     return {
         "model": model, "size": size.name, "height": size.height, "width": size.width,
-        "tile": size.tile, "device": device, "precision": precision, "compile": compile,
+        "tile": size.tile, "tile_overlap": overlap if size.tile else None, "device": device, "precision": precision, "compile": compile,
         "status": "ok", "latency_s": latency, "mp_per_s": size.megapixels / latency,
         "first_s": first if warm is x else None, "repeats": len(times),
         "peak_mb": peak, "peak_kind": "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss",
