@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -100,19 +101,20 @@ def run_one(args: argparse.Namespace, model: str, photo: Path, out_dir: Path) ->
     err_path = out_dir.parent / f"{model}.stderr"
     with open(err_path, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    os.set_blocking(proc.stdout.fileno(), False)
-    buf, done, total, info, trace, hwm = "", 0, None, None, [], 0.0
-    status, usage = "error", None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    done, total, info, trace, hwm = 0, None, None, [], 0.0
+    status, usage, seen = "error", None, 0
 
     def read_lines() -> None:
-        nonlocal buf, done, total, info
-        buf += proc.stdout.read() or ""
-        *lines, buf = buf.split("\n")
-        for line in lines:
+        nonlocal done, total, info, seen
+        for line in lines[seen:]:
             if line.startswith("TILES "):
                 done, total = (int(v) for v in line.split()[1:3])
             elif line.startswith("DONE "):
                 info = json.loads(line[5:])
+        seen = len(lines)
 
     while True:
         time.sleep(0.5)
@@ -131,9 +133,7 @@ def run_one(args: argparse.Namespace, model: str, photo: Path, out_dir: Path) ->
             status = "capped"
             break
     proc.returncode = code
-    os.set_blocking(proc.stdout.fileno(), True)
-    buf += proc.stdout.read() or ""
-    buf += "\n"
+    reader.join(timeout=10)
     read_lines()
     stderr = err_path.read_text()
     hwm = max(hwm, usage.ru_maxrss / 1024)

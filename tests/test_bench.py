@@ -65,3 +65,11 @@ def test_read_results_names_a_bad_file(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="x.json"):
         read_results(bad)
+
+
+def test_prior_throughput_predicts_the_first_size(tiny_sizes, capsys):
+    spec = {"model": "mimo_unet", "sizes": ["t32"], "device": "cpu", "precision": "fp32", "compile": False,
+            "repeats": 1, "budget_s": 1.0, "threads": None, "prior_mps": 1e-6}
+    worker.main([json.dumps(spec)])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len("BENCH "):])
+    assert row["status"] == "skipped" and "predicted 1024 s" in row["reason"]

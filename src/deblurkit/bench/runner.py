@@ -46,10 +46,12 @@ def _reader(stream, q: "queue.Queue[str | None]") -> None:
 
 def run_group(model: str, sizes: list[str], device: str, precision: str, compile: bool, *,
               repeats: int, budget_s: float, threads: int | None, startup_s: float = 120.0,
+              prior_mps: float | None = None,
               on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Run the sizes of one (model, device, precision, compile) group in a worker process."""
     spec = {"model": model, "sizes": sizes, "device": device, "precision": precision,
-            "compile": compile, "repeats": repeats, "budget_s": budget_s, "threads": threads}
+            "compile": compile, "repeats": repeats, "budget_s": budget_s, "threads": threads,
+            "prior_mps": prior_mps}
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -92,12 +94,21 @@ def run_group(model: str, sizes: list[str], device: str, precision: str, compile
 
 def run_benchmarks(models: Iterable[str], sizes: Iterable[str], devices: Iterable[str],
                    precisions: Iterable[str], compiles: Iterable[bool], *, repeats: int = 3,
-                   budget_s: float = 300.0, threads: int | None = None,
+                   budget_s: float = 300.0, threads: int | None = None, prior: Iterable[dict] = (),
                    on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Every combination, one worker process per (model, device, precision, compile) group.
 
+    ``prior``: result rows of an earlier run; the throughput of the largest measured size of
+    the same (model, device, precision, compile) predicts the time of the first size here.
     CUDA cases on a machine without CUDA are recorded as skipped ("CUDA not available").
     """
+    best: dict[tuple, tuple[float, float]] = {}
+    for r in prior:
+        if r.get("status") == "ok":
+            key = (r["model"], r["device"], r["precision"], r["compile"])
+            mp = r["height"] * r["width"] / 1e6
+            if key not in best or mp > best[key][0]:
+                best[key] = (mp, r["mp_per_s"])
     sizes = sorted(sizes, key=lambda s: SIZES[s].megapixels)
     rows: list[dict] = []
     for model in models:
@@ -112,6 +123,7 @@ def run_benchmarks(models: Iterable[str], sizes: Iterable[str], devices: Iterabl
                                 on_result(r)
                     else:
                         new = run_group(model, list(sizes), device, precision, comp, repeats=repeats,
-                                        budget_s=budget_s, threads=threads, on_result=on_result)
+                                        budget_s=budget_s, threads=threads, on_result=on_result,
+                                        prior_mps=best.get((model, device, precision, comp), (0, None))[1])
                     rows += new
     return rows

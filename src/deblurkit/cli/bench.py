@@ -37,11 +37,19 @@ def bench(
     json_out: Path = typer.Option(Path("benchmarks/results/bench.json"), "--json", help="Results file (JSON)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write a Markdown table (e.g. docs/benchmarks.md)."),
     from_json: List[Path] = typer.Option([], "--from-json", help="Only render --markdown from these result files (no measuring)."),
+    prior: List[Path] = typer.Option([], "--prior", help="Earlier result files: their throughput predicts the time of the first size (budget skipping)."),
+    note: Optional[Path] = typer.Option(None, "--note", help="Markdown file whose text goes under the introduction (e.g. which subset was run)."),
 ):
     """Benchmark the image models: latency, MP/s and peak memory per size, device, precision and compile."""
     from ..bench import SIZES, image_models, machine_info, read_results, run_benchmarks, to_markdown, write_json
     from ..io.atomic import write_text_atomic
 
+    intro = _INTRO
+    if note is not None:
+        try:
+            intro += "\n\n" + note.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            _fail(f"{note}: cannot read --note ({e.strerror or e})")
     if from_json:
         if markdown is None:
             _fail("--from-json needs --markdown")
@@ -49,7 +57,7 @@ def bench(
             results = [read_results(p) for p in from_json]
         except ValueError as e:
             _fail(str(e))
-        write_text_atomic(markdown, to_markdown(results, _INTRO))
+        write_text_atomic(markdown, to_markdown(results, intro))
         typer.echo(f"wrote {markdown}")
         return
     sizes, devices, precisions = _split(size), _split(device), _split(precision)
@@ -88,10 +96,14 @@ def bench(
         else:
             typer.echo(f"{what}: {r['status']} ({r.get('reason', '')})")
 
+    try:
+        prior_rows = [r for p in prior for r in read_results(p)["cases"]]
+    except ValueError as e:
+        _fail(str(e))
     rows = run_benchmarks(chosen, sizes, devices, precisions, compiles, repeats=repeats, budget_s=budget,
-                          threads=threads, on_result=show)
+                          threads=threads, prior=prior_rows, on_result=show)
     write_json(json_out, meta, rows)
     typer.echo(f"wrote {json_out}")
     if markdown is not None:
-        write_text_atomic(markdown, to_markdown([read_results(json_out)], _INTRO))
+        write_text_atomic(markdown, to_markdown([read_results(json_out)], intro))
         typer.echo(f"wrote {markdown}")
