@@ -86,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     d.deblur_file(args.photo, args.out_dir, progress=progress)
-    print("DONE " + json.dumps({"seconds": time.perf_counter() - t0, "tile": d.tile_for(HEIGHT, WIDTH),
+    print("DONE " + json.dumps({"deblur_file_s": round(time.perf_counter() - t0, 1), "tile": d.tile_for(HEIGHT, WIDTH),
                                 "tile_overlap": d.tile_overlap, "size_multiple": d.size_multiple,
                                 "parameters": sum(p.numel() for p in d.net.parameters())}), flush=True)
 
