@@ -37,8 +37,8 @@ from torch import nn
 from ..io.atomic import write_text_atomic
 from ..losses import WeightedLoss
 from ..models import build, get_descriptor, load_checkpoint
-from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
 from . import distributed as ddp
+from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
 from .config import TrainConfig
 from .schedule import EMA, lr_at
 
