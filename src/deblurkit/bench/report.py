@@ -54,17 +54,29 @@ def _fmt(v, spec: str) -> str:
 
 
 def to_markdown(results: list[dict], intro: str = "") -> str:
-    """One table per results file: model, size, precision, compile, latency, MP/s, peak memory,
-    status (skipped and failed cases keep their reason)."""
+    """One table per machine (result files of the same CPU / GPU / thread count are merged):
+    model, size, precision, compile, latency, MP/s, peak memory, status (skipped and failed
+    cases keep their reason)."""
     lines = ["# Benchmarks", ""]
     if intro:
         lines += [intro.strip(), ""]
+    merged: dict[tuple, dict] = {}  # result files of one machine become one table
     for res in results:
+        key = (res["machine"]["cpu"], res["machine"].get("gpu"), res["machine"]["threads"])
+        if key not in merged:
+            merged[key] = {"machine": dict(res["machine"]), "cases": []}
+        else:
+            m = merged[key]["machine"]
+            m["date"] = f"{m['date']} to {res['machine']['date']}" if " to " not in m["date"] else \
+                f"{m['date'].split(' to ')[0]} to {res['machine']['date']}"
+        merged[key]["cases"] += res["cases"]
+    for res in merged.values():
         m = res["machine"]
         dev = sorted({r["device"] for r in res["cases"]})
         lines += [f"## {', '.join(dev)}: {m.get('gpu') or m['cpu']}", "",
                   f"CPU {m['cpu']}, {m['threads']} thread(s) of {m['cpu_count']} cores; GPU: {m.get('gpu') or 'none'}; "
-                  f"torch {m['torch']}; {m['date']}; 1-min load average at start {_fmt(m.get('loadavg_1min_at_start'), '.1f')}.",
+                  f"torch {m['torch']}; {m['date']}; the status column gives the 1-min load average of the machine "
+                  f"during each case.",
                   "", "| model | size | device | precision | compile | latency (s) | MP/s | peak memory (MiB) | status |",
                   "|---|---|---|---|---|---:|---:|---:|---|"]
         order = {k: i for i, k in enumerate(SIZES)}
