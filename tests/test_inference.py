@@ -193,6 +193,8 @@ def test_auto_tile_size_heuristic() -> None:
     assert auto_tile_size(3000, 4000, memory_budget_mb=64 * 1024) is None
     small = auto_tile_size(3000, 4000, memory_budget_mb=64, multiple=8)
     assert small is not None and small < 512 and small % 8 == 0
+    # a 128-pixel size multiple (RSS-T) keeps 512-pixel tiles on the CPU (1024 needed 7.5 GB at 24 MP)
+    assert auto_tile_size(4000, 6000, multiple=128) == 512
 
 
 def test_balanced_tiles_limit_wasted_work() -> None:

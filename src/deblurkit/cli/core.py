@@ -72,8 +72,10 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from <out_dir>/ckpt/last.pt."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
-    """Train a network from a config; resumable; writes weights.safetensors at the end."""
+    """Train a network from a config; resumable; writes weights.safetensors at the end.
+    Under torchrun: data-parallel, data.batch_size is the global batch (docs/distributed.md)."""
     from ..engine import load_config, make_trainer
+    from ..engine.distributed import cleanup
 
     try:
         cfg = load_config(config, set_)
@@ -81,8 +83,10 @@ def train(
     except _expected_errors() as e:
         _fail(str(e))
     logs = trainer.fit()
-    typer.echo(json.dumps({k: v for k, v in logs.items() if isinstance(v, (int, float))}, indent=2))
-    typer.echo(f"run folder: {trainer.out_dir}")
+    if trainer.dist.main:
+        typer.echo(json.dumps({k: v for k, v in logs.items() if isinstance(v, (int, float))}, indent=2))
+        typer.echo(f"run folder: {trainer.out_dir}")
+    cleanup()
 
 
 @app.command()
@@ -104,7 +108,8 @@ def evaluate(
     converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] after conversion (default: the embedded model)."),
 ):
-    """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline."""
+    """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline.
+    Under torchrun the images are split over the processes and the rows gathered; rank 0 writes."""
     if reblur_weights is not None and not reblur_consistency:
         _fail("--reblur-weights is only used with --reblur-consistency")
     if reblur_consistency:
@@ -117,11 +122,12 @@ def evaluate(
 
         return evaluate_events(data, layout, model, weights, protocol, split, out, save_images, device)
     from ..data import open_layout
-    from ..engine import evaluate as run_eval
-    from ..engine import get_protocol, write_results
+    from ..engine import evaluate_indexed, get_protocol, write_results
+    from ..engine.distributed import cleanup, init_from_env
     from .blur2blur import make_deblurrer
 
     try:
+        dist_info, device = init_from_env(device)
         get_protocol(protocol)
         ds = open_layout(layout, data, split)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
@@ -129,10 +135,9 @@ def evaluate(
     except _expected_errors() as e:
         _fail(str(e))
 
-    def pairs():
-        for i in range(len(ds)):
-            it = ds[i]
-            yield it["name"], it["lq"], it["gt"]
+    def pair(i):
+        it = ds[i]
+        return it["name"], it["lq"], it["gt"]
 
     on_image = None
     if save_images:
@@ -144,7 +149,10 @@ def evaluate(
             save_image(out / "images" / f"{name}.png", img[0])
 
     # the protocol decides about clamping (standard: clamped; rsst: raw output)
-    res = run_eval(lambda x: d.deblur_tensor(x, clamp=False), pairs(), protocol, total=len(ds), on_image=on_image)
+    res = evaluate_indexed(lambda x: d.deblur_tensor(x, clamp=False), pair, len(ds), protocol, on_image=on_image)
+    cleanup()
+    if not dist_info.main:
+        return
     m = res.mean
     typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
                f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "

@@ -197,3 +197,32 @@ def evaluate(restore: Restorer, pairs: Iterable[tuple[str, Tensor, Tensor]], pro
         if on_image is not None:
             on_image(name, restored)
     return result
+
+
+def evaluate_indexed(restore: Restorer, pair: Callable[[int], tuple[str, Tensor, Tensor]], n: int,
+                     protocol: str = "standard", progress: bool = True,
+                     on_image: Callable[[str, Tensor], None] | None = None) -> EvalResult:
+    """:func:`evaluate` on items ``pair(0), ..., pair(n - 1)``, sharded over processes.
+
+    Under ``torch.distributed`` (e.g. ``torchrun ... deblurkit evaluate``) rank ``r`` of ``W``
+    scores items ``r, r + W, ...`` and the rows are gathered in item order, so every rank
+    returns the same :class:`EvalResult` as a one-process run (rows computed per image, so the
+    table is identical). ``on_image`` runs on the rank that restored the image. Every rank must
+    call it. Without a process group it is exactly :func:`evaluate` over the items in order.
+
+    Args:
+        pair: ``i -> (name, blurry (3,H,W), sharp (3,H,W))`` float32 in [0, 1].
+        n: number of items.
+        Others: as in :func:`evaluate` (the progress bar shows on rank 0, over its share).
+    """
+    from . import distributed as ddp
+
+    d = ddp.info()
+    idx = ddp.shard_indices(n, d.rank, d.world_size)
+    res = evaluate(restore, (pair(i) for i in idx), protocol, progress=progress and d.main,
+                   total=len(idx), on_image=on_image)
+    if d.active:
+        parts = ddp.all_gather_objects(list(zip(idx, res.rows)))
+        rows = sorted((item for part in parts for item in part), key=lambda t: t[0])
+        res = EvalResult(protocol=protocol, rows=[r for _, r in rows])
+    return res

@@ -6,6 +6,14 @@ periodic validation with the best checkpoint kept, and atomic checkpoints from w
 resumes exactly (same parameters as an uninterrupted run: model, optimiser, EMA, RNG states and the
 position inside the epoch's data order are all restored).
 
+Under ``torchrun`` the same loop runs data-parallel (:mod:`deblurkit.engine.distributed`): the
+process group is joined (NCCL on GPUs, gloo on the CPU), every trainable network in
+``self.fwd`` is wrapped in DistributedDataParallel, ``data.batch_size`` is the **global** batch
+(each of the ``W`` processes takes a contiguous ``batch_size / W`` slice of every batch, in the
+same deterministic order as a one-process run, so resume stays exact), validation is sharded over
+the processes and gathered, and rank 0 alone writes checkpoints, TensorBoard logs (losses
+averaged over the processes) and the exported weights. See ``docs/distributed.md``.
+
 Layout of a run folder (``train.out_dir``)::
 
     config.yaml          the validated config as run
@@ -29,6 +37,7 @@ from torch import nn
 from ..io.atomic import write_text_atomic
 from ..losses import WeightedLoss
 from ..models import build, get_descriptor, load_checkpoint
+from . import distributed as ddp
 from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
 from .config import TrainConfig
 from .schedule import EMA, lr_at
@@ -149,10 +158,24 @@ class Trainer:
         progress: show a tqdm bar.
         on_step: optional callback ``(step, logs)`` after each optimiser step (tests use it).
 
+    Distributed (``torchrun``): the constructor joins the process group and wraps the trainable
+    networks after :meth:`setup` (and after loading a resumed state); ``self.fwd[name]`` then
+    holds the wrappers while ``self.net`` / ``self.aux[name]`` stay the plain modules (save,
+    EMA, export and validation use those). A wrapped network called with autograd off, or with
+    all its parameters' ``requires_grad`` off (a GAN's frozen discriminator in the generator
+    step), runs as the plain module. Class attribute ``find_unused_parameters`` (default True)
+    is passed to DistributedDataParallel; a recipe whose every iteration uses every parameter
+    may set it False for speed. On CUDA, BatchNorm layers of the trainable networks become
+    SyncBatchNorm (class attribute ``sync_batchnorm``; MSDI-Net's official code synchronises its
+    BatchNorm too); gloo has no SyncBatchNorm, so on the CPU their statistics stay per process.
+
     Raises:
-        RunExistsError, ConfigError-like ValueError for bad dataset specs, KeyError for unknown
-        models.
+        RunExistsError, ConfigError-like ValueError for bad dataset specs (or a global batch
+        not divisible by the number of processes), KeyError for unknown models.
     """
+
+    find_unused_parameters: bool = True
+    sync_batchnorm: bool = True
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
                  on_step: Optional[Callable[[int, dict], None]] = None):
@@ -167,7 +190,11 @@ class Trainer:
                                  f"another train.out_dir (--set train.out_dir=...)")
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = resolve_device(cfg.train.device)
+        self.dist, device = ddp.init_from_env(cfg.train.device)
+        if cfg.data.batch_size % self.dist.world_size:
+            raise ValueError(f"{cfg.name}: data.batch_size {cfg.data.batch_size} is the global batch and "
+                             f"must be divisible by the {self.dist.world_size} processes")
+        self.device = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.descriptor = get_descriptor(cfg.model.name)
         self.net = build(cfg.model.name, **cfg.model.overrides)
@@ -196,9 +223,28 @@ class Trainer:
         self.fwd: dict[str, nn.Module] = {"net": self.net}
         self.step = 0
         self.best_psnr = -math.inf
+        self._resumed_rng = False
         self.setup()
         if resume and last.exists():
             self._load(last)
+        self._wrap_distributed()
+        ddp.barrier()  # every rank has checked the run folder before rank 0 writes into it
+
+    def _wrap_distributed(self) -> None:
+        """Replace the trainable entries of ``self.fwd`` by DistributedDataParallel wrappers and
+        give ranks > 0 their own random stream (rank 0 keeps the one-process stream)."""
+        if not self.dist.active:
+            return
+        for name, module in list(self.fwd.items()):
+            if self.sync_batchnorm and self.device.type == "cuda":
+                module = ddp.convert_sync_batchnorm(module)
+                if name == "net":
+                    self.net = module
+                else:
+                    self.aux[name] = module
+            self.fwd[name] = ddp.wrap(module, self.device, self.find_unused_parameters)
+        if self.dist.rank > 0 and not self._resumed_rng:
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.dist.rank)
 
     # ------------------------------------------------------------------ recipe hooks
     def setup(self) -> None:
@@ -281,6 +327,8 @@ class Trainer:
             "aux_optimizers": {k: o.state_dict() for k, o in self.aux_optimizers.items()},
             "best_psnr": self.best_psnr,
             "rng": capture_rng_state(),
+            "rng_ranks": ddp.all_gather_objects(capture_rng_state()) if self.dist.active else None,
+            "world_size": self.dist.world_size,
             "config": self.cfg.to_dict(),
         }
 
@@ -296,10 +344,21 @@ class Trainer:
             self.aux_optimizers[k].load_state_dict(sd)
         self.step = int(st["step"])
         self.best_psnr = float(st.get("best_psnr", -math.inf))
-        restore_rng_state(st["rng"])
+        ranks = st.get("rng_ranks")
+        if ranks and len(ranks) == self.dist.world_size:
+            restore_rng_state(ranks[self.dist.rank])
+            self._resumed_rng = True
+        else:  # same process count as the saved run, or restarted on another count
+            restore_rng_state(st["rng"])
 
     def save(self, name: str = "last.pt") -> Path:
-        return atomic_torch_save(self.state(), self.ckpt_dir / name)
+        """Write the training state to ``ckpt/<name>`` (rank 0 writes; every rank must call it,
+        the random states of all ranks are gathered)."""
+        st = self.state()
+        path = self.ckpt_dir / name
+        if self.dist.main:
+            atomic_torch_save(st, path)
+        return path
 
     @property
     def eval_net(self) -> nn.Module:
@@ -316,6 +375,8 @@ class Trainer:
             if hasattr(self.train_set, "set_epoch"):
                 self.train_set.set_epoch(epoch)
             batches = list(_batches(len(self.train_set), bs, self.cfg.seed, epoch, start))
+            if self.dist.active:
+                batches = [ddp.shard_batch(b, self.dist.rank, self.dist.world_size) for b in batches]
             yield from torch.utils.data.DataLoader(self.train_set, batch_sampler=batches, **loader_kw)
             epoch, start = epoch + 1, 0
 
@@ -344,8 +405,10 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """Mean PSNR / SSIM (``eval.protocol``) of the EMA (or live) network on ``data.val``,
-        images centre-cropped to the model's size multiple."""
-        from .evaluator import evaluate
+        images centre-cropped to the model's size multiple. Distributed: the images are split
+        over the processes and the rows gathered (every rank returns the same means, equal to
+        a one-process validation); every rank must call it."""
+        from .evaluator import evaluate_indexed
 
         net = self.eval_net
         net.eval()
@@ -354,31 +417,33 @@ class Trainer:
         if self.cfg.eval.max_images:
             n = min(n, self.cfg.eval.max_images)
 
-        def pairs():
-            for i in range(n):
-                it = self.val_set[i]
-                h, w = it["lq"].shape[-2:]
-                hh, ww = h - h % m, w - w % m
-                t, l = (h - hh) // 2, (w - ww) // 2
-                yield it["name"], it["lq"][:, t:t + hh, l:l + ww], it["gt"][:, t:t + hh, l:l + ww]
+        def pair(i):
+            it = self.val_set[i]
+            h, w = it["lq"].shape[-2:]
+            hh, ww = h - h % m, w - w % m
+            t, l = (h - hh) // 2, (w - ww) // 2
+            return it["name"], it["lq"][:, t:t + hh, l:l + ww], it["gt"][:, t:t + hh, l:l + ww]
 
         def restore(x):
             with self.autocast():
                 return self.restore(x.to(self.device)).float()
 
-        res = evaluate(restore, pairs(), self.cfg.eval.protocol, progress=False)
+        res = evaluate_indexed(restore, pair, n, self.cfg.eval.protocol, progress=False)
         return res.mean
 
     def fit(self) -> dict:
-        """Train until ``train.total_steps``; returns the last logs (and validation means)."""
+        """Train until ``train.total_steps``; returns the last logs (and validation means).
+        Distributed: logged values are averaged over the processes at each logging step."""
         cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        from torch.utils.tensorboard import SummaryWriter
+        main = self.dist.main
+        writer = bar = None
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-        bar = None
-        if self.progress:
+            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
+        if self.progress and main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.train.total_steps, initial=self.step, desc=cfg.name, unit="step")
@@ -389,14 +454,17 @@ class Trainer:
             while self.step < cfg.train.total_steps:
                 logs = self.train_step(next(data))
                 if self.step % cfg.train.log_every == 0 or self.step == cfg.train.total_steps:
-                    for k, v in logs.items():
-                        writer.add_scalar(f"train/{k}", v, self.step)
+                    logs = ddp.mean_across_ranks(logs, self.device)
+                    if writer is not None:
+                        for k, v in logs.items():
+                            writer.add_scalar(f"train/{k}", v, self.step)
                 if self.val_set is not None and (self.step % cfg.train.val_every == 0
                                                  or self.step == cfg.train.total_steps):
                     val = self.validate()
                     logs.update({f"val_{k}": v for k, v in val.items()})
-                    for k, v in val.items():
-                        writer.add_scalar(f"val/{k}", v, self.step)
+                    if writer is not None:
+                        for k, v in val.items():
+                            writer.add_scalar(f"val/{k}", v, self.step)
                     score = self.val_score(val)
                     if score > self.best_psnr:
                         self.best_psnr = score
@@ -411,9 +479,12 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
         logs["elapsed_s"] = time.time() - t0
-        self.export(self.out_dir / "weights.safetensors")
+        if main:
+            self.export(self.out_dir / "weights.safetensors")
+        ddp.barrier()  # the exported weights exist for every rank when fit returns
         return logs
 
     def export(self, path: str | Path) -> Path:

@@ -101,5 +101,5 @@ class Blur2BlurDeblurrer(Deblurrer):
         """The converter's output (unknown blur -> known blur), clamped to [0, 1]."""
         return self.converter.deblur_tensor(x, progress=progress)
 
-    def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None) -> torch.Tensor:
-        return super().deblur_tensor(self.convert(x, progress=progress), progress=progress)
+    def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None, clamp: bool = True) -> torch.Tensor:
+        return super().deblur_tensor(self.convert(x, progress=progress), progress=progress, clamp=clamp)

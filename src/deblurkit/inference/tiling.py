@@ -282,7 +282,7 @@ def auto_tile_size(
     :data:`CPU_MEMORY_BUDGET_MB` (2 GiB) on the CPU and half of the currently free memory on
     CUDA. The image runs in one pass when its padded size fits the budget; otherwise tiles of at
     most ``max_tile`` pixels (default 512 on the CPU, 1024 on CUDA) are used, smaller if even
-    those would not fit (never below 8 multiples).
+    those would not fit (never below 8 multiples, or 4 multiples / 512 pixels for multiples over 64).
 
     With the defaults on the CPU: no tiling up to ~0.6 MP at fp32 (~0.9 MP with bf16), which
     keeps the activations of one pass near 2 GiB; larger photos (e.g. 12 MP) run in 512-pixel
@@ -313,5 +313,7 @@ def auto_tile_size(
     if ph * pw <= max_pixels:
         return None
     side = min(max_tile, int(math.sqrt(max_pixels)))
-    side = max(_round_down(side, multiple), 8 * multiple)
+    # floor for tiny budgets: 8 size multiples, but not above DEFAULT_TILE for networks with a
+    # multiple over 64 (4 multiples at least): 8 x 128 forced 1024-px tiles on RSS-T, 7.5 GB at 24 MP
+    side = max(_round_down(side, multiple), min(8 * multiple, max(4 * multiple, DEFAULT_TILE)))
     return side
