@@ -382,7 +382,6 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict:
         """One supervised iteration: ``loss(net(lq), gt)``; subclasses replace it."""
-        cfg = self.cfg
         lr = self.apply_lr()
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
@@ -390,17 +389,31 @@ class Trainer:
         with self.autocast():
             out = self.fwd["net"](lq)
         loss, parts = self.criterion(out, gt)
+        return self.optimise(loss, parts, lr)
+
+    def optimise(self, loss: torch.Tensor, parts: dict, lr: float, *, clip: Optional[float] = None,
+                 loss_scale: float = 1.0, finish: bool = True) -> dict:
+        """The main network's update: NaN/inf check, zero grad, backward, global-norm clipping
+        (``clip``, default ``train.grad_clip``), ``optimizer.step()``; with ``finish`` also the
+        EMA update and ``self.step += 1`` (:meth:`finish_step`). Returns the logs ``{"loss"
+        (times ``loss_scale``), "lr", **parts, "grad_norm"}``."""
         self.check_finite(loss, parts)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        logs = {"loss": float(loss.detach()), "lr": lr, **parts}
-        if cfg.train.grad_clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.train.grad_clip))
+        logs = {"loss": float(loss.detach()) * loss_scale, "lr": lr, **parts}
+        clip = self.cfg.train.grad_clip if clip is None else clip
+        if clip:
+            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), clip))
         self.optimizer.step()
+        if finish:
+            self.finish_step()
+        return logs
+
+    def finish_step(self) -> None:
+        """End of an iteration: EMA update of the main network, ``self.step += 1``."""
         if self.ema:
             self.ema.update(self.net)
         self.step += 1
-        return logs
 
     @torch.no_grad()
     def validate(self) -> dict:

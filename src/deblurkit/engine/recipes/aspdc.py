@@ -119,19 +119,6 @@ class _AspdcRecipe(Trainer):
             g["lr"] = lr
         return lr
 
-    def _optimise(self, loss: Tensor, parts: dict, lr: float) -> dict:
-        self.check_finite(loss, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs = {"loss": float(loss.detach()), "lr": lr, **parts}
-        if self.cfg.train.grad_clip:
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip))
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
-        return logs
-
 
 @register_recipe("aspdc_reblur")
 class AspdcReblurRecipe(_AspdcRecipe):
@@ -156,7 +143,7 @@ class AspdcReblurRecipe(_AspdcRecipe):
         with self.autocast():
             reblurred = self.fwd["net"](to_net(blurry), to_net(sharp))
         loss, parts = self.criterion(from_net(reblurred.float()), blurry)
-        return self._optimise(loss, {"loss_reblur": parts["imagenet_mse"]}, lr)
+        return self.optimise(loss, {"loss_reblur": parts["imagenet_mse"]}, lr)
 
     def restore(self, x: Tensor) -> Tensor:
         raise NotImplementedError("the reblurring network needs (blurry, sharp); see AspdcReblurRecipe.validate")
@@ -252,7 +239,7 @@ class AspdcDeblurRecipe(_AspdcRecipe):
             loss_b = imagenet_normalized_mse(blurry, from_net(reblurred.float()))
             logs["loss_reblur"] = float(loss_b.detach())
             loss = loss + self.lambda_b * loss_b
-        return self._optimise(loss, logs, lr)
+        return self.optimise(loss, logs, lr)
 
     def restore(self, x: Tensor) -> Tensor:
         """(1, 3, H, W) in [0, 1], H, W multiples of 4 -> D's output in [0, 1] scale, not clamped."""

@@ -287,18 +287,11 @@ class Blur2BlurTrainer(Trainer):
         loss_perc = sum(self.perceptual(f, t) for f, t in zip(fake, a_s)) * self.lambda_perc
         loss_g = loss_g_gan + loss_perc
         parts = {"G_GAN": float(loss_g_gan.detach()), "G_Perc": float(loss_perc.detach())}
-        self.check_finite(loss_g, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_g.backward()
-        logs = {"loss": float(loss_g.detach()), "lr": lr, **parts, "D_real": float(loss_d_real.detach()),
-                "D_fake": float(loss_d_fake.detach()), "D_gp": float(gp.detach())}
-        if self.cfg.train.grad_clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip))
-        self.optimizer.step()
+        logs = self.optimise(loss_g, parts, lr, finish=False)
+        logs.update({"D_real": float(loss_d_real.detach()), "D_fake": float(loss_d_fake.detach()),
+                     "D_gp": float(gp.detach())})
         self.aux["netD"].requires_grad_(True)
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
+        self.finish_step()
         return logs
 
 
@@ -351,17 +344,7 @@ class KernelWizardTrainer(Trainer):
             kl = self.kl_weight * (m.pow(2) + s.pow(2) - torch.log(1e-8 + s.pow(2)) - 1).sum()
             loss = loss + kl
             parts["l_KL"] = float(kl.detach()) / n
-        self.check_finite(loss, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs = {"loss": float(loss.detach()) / n, "lr": lr, **parts}
-        if self.cfg.train.grad_clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip))
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
-        return logs
+        return self.optimise(loss, parts, lr, loss_scale=1.0 / n)
 
     @torch.no_grad()
     def validate(self) -> dict:

@@ -136,18 +136,8 @@ class EvDeblurTrainer(Trainer):
             out = self.fwd["net"](E, B, Bi)
         out = tuple(o.float() for o in out)
         loss, parts = evdeblur_loss(out, *targets, vgg=self.vgg, **self.lambdas)
-        self.check_finite(loss, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs = {"loss": float(loss.detach()), "lr": lr, **parts,
-                "psnr": float(metrics.psnr_pooled(out[2].detach().clamp(0, 1), targets[2]))}
-        if self.cfg.train.grad_clip:
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip))
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
-        return logs
+        parts["psnr"] = float(metrics.psnr_pooled(out[2].detach().clamp(0, 1), targets[2]))
+        return self.optimise(loss, parts, lr)
 
     @torch.no_grad()
     def validate(self) -> dict:

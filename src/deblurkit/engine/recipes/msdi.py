@@ -143,13 +143,7 @@ class MSDIStage1(Trainer):
         loss_g = a["gan_weight"] * g_gan + a["feature_matching_weight"] * g_fm + a["vgg_weight"] * g_vgg + g_pix
         parts = {"g_gan": float(g_gan.detach()), "g_feature_matching": float(g_fm.detach()),
                  "g_vgg": float(g_vgg.detach()), **pix_parts}
-        self.check_finite(loss_g, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_g.backward()
-        logs = {"loss": float(loss_g.detach()), "lr": lr, **parts}
-        if clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), clip))
-        self.optimizer.step()
+        logs = self.optimise(loss_g, parts, lr, finish=False)
 
         # discriminator, on a reblurred image of the updated generator
         disc.requires_grad_(True)
@@ -167,9 +161,7 @@ class MSDIStage1(Trainer):
             logs["d_grad_norm"] = float(nn.utils.clip_grad_norm_(disc.parameters(), clip))
         opt_d.step()
         logs.update({"d_fake": float(d_fake.detach()), "d_real": float(d_real.detach())})
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
+        self.finish_step()
         return logs
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +215,6 @@ class MSDIStage2(Trainer):
         self.args = a
 
     def train_step(self, batch: dict) -> dict:
-        clip = self.cfg.train.grad_clip
         lr = self.apply_lr()
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
@@ -240,14 +231,4 @@ class MSDIStage2(Trainer):
             feat = self.feature_loss(outs[-1].float(), gt)
             loss = loss + self.args["feature_weight"] * feat
             parts["feature"] = float(feat.detach())
-        self.check_finite(loss, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs = {"loss": float(loss.detach()), "lr": lr, **parts}
-        if clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), clip))
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
-        return logs
+        return self.optimise(loss, parts, lr)

@@ -153,17 +153,7 @@ class RSSTRecipe(Trainer):
         with self.autocast():
             out = self.fwd["net"](lq_p, mask)
         loss, parts = rsst_loss(out, gt_p, 1 - mask, eps=self.eps, fft_weight=self.fft_weight)
-        self.check_finite(loss, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs = {"loss": float(loss.detach()), "lr": lr, **parts}
-        if self.cfg.train.grad_clip:
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip))
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(self.net)
-        self.step += 1
-        return logs
+        return self.optimise(loss, parts, lr)
 
     def restore(self, x: Tensor) -> Tensor:
         return self.eval_net.restore_frame(x)
