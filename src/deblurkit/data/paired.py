@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..io.images import IMAGE_EXTENSIONS, read_image
 
-__all__ = ["PairedImageDataset", "find_pairs", "random_aligned_crop", "augment_pair", "item_generator"]
+__all__ = ["PairListDataset", "PairedImageDataset", "find_pairs", "random_aligned_crop", "augment_pair", "item_generator"]
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -103,7 +103,67 @@ def augment_pair(
     return lq.contiguous(), gt.contiguous()
 
 
-class PairedImageDataset(Dataset):
+class PairListDataset(Dataset):
+    """Base of the paired datasets: a list of ``(name, lq_path, gt_path)`` read as whole images,
+    then cropped / augmented by :meth:`transform` with a per-item generator.
+
+    Subclasses find their pairs and call ``super().__init__(pairs, patch_size, augment, seed)``;
+    they override :meth:`read` (other file formats) or :meth:`transform` (other augmentations).
+
+    Args:
+        pairs: ``(name, lq_path, gt_path)`` per item, in item order.
+        patch_size: random aligned square crop side in pixels (``None``: full images).
+        augment: random flips and transposes (same on both images).
+        seed: base seed; item ``i`` of epoch ``e`` draws from a generator seeded by
+            ``(seed, e, i)`` (see :meth:`set_epoch`), so crops are reproducible.
+
+    Items:
+        ``{"lq": (3,h,w) float32 [0,1], "gt": (3,h,w) float32 [0,1], "name": name}``.
+
+    Raises:
+        ValueError when a pair's images differ in size (both files named) or are smaller than
+        ``patch_size`` (file named); deblurkit.io.ImageReadError for unreadable files.
+    """
+
+    def __init__(self, pairs: list[tuple[str, Path, Path]], patch_size: int | None = None,
+                 augment: bool = False, seed: int = 0) -> None:
+        self.pairs = pairs
+        self.patch_size = patch_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random crops/augmentations drawn for each index (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def read(self, path: Path) -> torch.Tensor:
+        """One image of a pair as (3, H, W) float32 RGB in [0, 1]."""
+        return read_image(path, channels=3)
+
+    def transform(self, lq: torch.Tensor, gt: torch.Tensor, g: torch.Generator,
+                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random aligned crop (``patch_size``) and flips/transposes (``augment``) drawn from ``g``;
+        ``name`` (the blurry file) is named in errors."""
+        if self.patch_size is not None:
+            lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=name)
+        if self.augment:
+            lq, gt = augment_pair(lq, gt, g)
+        return lq, gt
+
+    def __getitem__(self, index: int) -> dict:
+        name, lq_path, gt_path = self.pairs[index]
+        lq, gt = self.read(lq_path), self.read(gt_path)
+        if lq.shape != gt.shape:
+            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
+        lq, gt = self.transform(lq, gt, item_generator(self.seed, self.epoch, index), str(lq_path))
+        return {"lq": lq, "gt": gt, "name": name}
+
+
+class PairedImageDataset(PairListDataset):
     """Blurry/sharp pairs from ``<root>/<split>/<scene>/{blur,sharp}/*`` (GoPro layout).
 
     Args:
@@ -137,29 +197,4 @@ class PairedImageDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.split = split
-        self.patch_size = patch_size
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-        self.pairs = find_pairs(self.root, split, lq_dir, gt_dir)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Change the random crops/augmentations drawn for each index (call once per epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq = read_image(lq_path, channels=3)
-        gt = read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        if self.patch_size is not None or self.augment:
-            g = item_generator(self.seed, self.epoch, index)
-            if self.patch_size is not None:
-                lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=str(lq_path))
-            if self.augment:
-                lq, gt = augment_pair(lq, gt, g)
-        return {"lq": lq, "gt": gt, "name": name}
+        super().__init__(find_pairs(self.root, split, lq_dir, gt_dir), patch_size, augment, seed)
