@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from ..io.atomic import atomic_path
-from .paired import PairedImageDataset, PairListDataset, _images_in
+from .paired import PairedImageDataset, PairListDataset, _check_same_names, _images_in
 from .registry import register_dataset, register_layout
 
 __all__ = [
@@ -68,13 +68,7 @@ def find_flat_pairs(root: str | os.PathLike, split: str = "train", lq_dir: str =
                 f"{base} holds: {have})"
             )
     lq, gt = _images_in(lq_f), _images_in(gt_f)
-    if set(lq) != set(gt):
-        raise ValueError(
-            f"{base}: {lq_dir}/ and {gt_dir}/ do not match: only in {lq_dir}/: "
-            f"{sorted(set(lq) - set(gt))[:5]}, only in {gt_dir}/: {sorted(set(gt) - set(lq))[:5]}"
-        )
-    if not lq:
-        raise ValueError(f"{base}: {lq_dir}/ and {gt_dir}/ hold no images")
+    _check_same_names(base, lq, gt, lq_dir, gt_dir)
     return [(n, lq[n], gt[n]) for n in sorted(lq)]
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..io.images import ImageReadError, read_image
-from .paired import PairListDataset
+from .paired import PairListDataset, _check_same_names, _split_subfolders
 from .registry import register_dataset, register_layout
 
 __all__ = ["GRRPairedDataset", "find_grr_pairs", "read_raw", "RAW_EXTENSIONS", "GRR_SPLITS"]
@@ -77,14 +77,8 @@ def find_grr_pairs(root: str | os.PathLike, split: str = "test", image_format: s
         raise ValueError(f"image_format must be 'png' or 'raw', got {image_format!r}")
     sub = _FOLDER[image_format]
     base = Path(root) / split
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"split folder not found: {base} (expected <root>/{split}/<seq>/{{RSGR,GS}}/{sub}/; splits are "
-            f"{', '.join(GRR_SPLITS)})"
-        )
-    seqs = sorted(p for p in base.iterdir() if p.is_dir())
-    if not seqs:
-        raise ValueError(f"{base}: no sequence folders (expected {base}/<seq>/{{RSGR,GS}}/{sub}/)")
+    seqs = _split_subfolders(base, split, "sequence", "seq", f"{{RSGR,GS}}/{sub}/",
+                             note=f"; splits are {', '.join(GRR_SPLITS)}")
     pairs: list[tuple[str, Path, Path]] = []
     for seq in seqs:
         folders = [seq / "RSGR" / sub, seq / "GS" / sub]
@@ -95,13 +89,7 @@ def find_grr_pairs(root: str | os.PathLike, split: str = "test", image_format: s
             lq, gt = (_files(f, (".png",)) for f in folders)
         else:
             lq, gt = (_check_raw_folder(f) for f in folders)
-        if set(lq) != set(gt):
-            only_lq = sorted(set(lq) - set(gt))[:5]
-            only_gt = sorted(set(gt) - set(lq))[:5]
-            raise ValueError(f"{seq}: RSGR/{sub}/ and GS/{sub}/ do not match: only in RSGR: {only_lq}, "
-                             f"only in GS: {only_gt}")
-        if not lq:
-            raise ValueError(f"{seq}: RSGR/{sub}/ and GS/{sub}/ hold no images")
+        _check_same_names(seq, lq, gt, f"RSGR/{sub}", f"GS/{sub}", "RSGR", "GS")
         pairs.extend((f"{seq.name}/{Path(n).stem}", lq[n], gt[n]) for n in sorted(lq))
     return pairs
 

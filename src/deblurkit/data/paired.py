@@ -33,6 +33,33 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
 
 
+def _split_subfolders(base: Path, split: str, kind: str, tag: str, inner: str, note: str = "") -> list[Path]:
+    """Sorted sub-folders (scenes, sequences) of the split folder ``base``; errors show the
+    expected layout ``<root>/<split>/<tag>/<inner>``.
+
+    Raises: FileNotFoundError (``base`` missing), ValueError (no sub-folder)."""
+    if not base.is_dir():
+        raise FileNotFoundError(f"split folder not found: {base} (expected <root>/{split}/<{tag}>/{inner}{note})")
+    subs = sorted(p for p in base.iterdir() if p.is_dir())
+    if not subs:
+        raise ValueError(f"{base}: no {kind} folders (expected {base}/<{tag}>/{inner})")
+    return subs
+
+
+def _check_same_names(where: Path, lq: dict, gt: dict, lq_dir: str, gt_dir: str,
+                      lq_label: str | None = None, gt_label: str | None = None) -> None:
+    """Raise ValueError (naming ``where`` and the first unmatched files) unless the blurry and
+    sharp folders hold the same, non-empty set of file names."""
+    if set(lq) != set(gt):
+        raise ValueError(
+            f"{where}: {lq_dir}/ and {gt_dir}/ do not match: "
+            f"only in {lq_label or lq_dir + '/'}: {sorted(set(lq) - set(gt))[:5]}, "
+            f"only in {gt_label or gt_dir + '/'}: {sorted(set(gt) - set(lq))[:5]}"
+        )
+    if not lq:
+        raise ValueError(f"{where}: {lq_dir}/ and {gt_dir}/ hold no images")
+
+
 def find_pairs(
     root: str | os.PathLike, split: str = "train", lq_dir: str = "blur", gt_dir: str = "sharp"
 ) -> list[tuple[str, Path, Path]]:
@@ -45,31 +72,16 @@ def find_pairs(
         ValueError: a scene's two folders hold different file names (the message names the
             folder and the first unmatched files), or no pairs at all.
     """
-    base = Path(root) / split
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"split folder not found: {base} (expected <root>/{split}/<scene>/{{{lq_dir},{gt_dir}}}/)"
-        )
-    scenes = sorted(p for p in base.iterdir() if p.is_dir())
-    if not scenes:
-        raise ValueError(f"{base}: no scene folders (expected {base}/<scene>/{{{lq_dir},{gt_dir}}}/)")
+    inner = f"{{{lq_dir},{gt_dir}}}/"
     pairs: list[tuple[str, Path, Path]] = []
-    for scene in scenes:
+    for scene in _split_subfolders(Path(root) / split, split, "scene", "scene", inner):
         lq_folder, gt_folder = scene / lq_dir, scene / gt_dir
         for f in (lq_folder, gt_folder):
             if not f.is_dir():
                 have = sorted(p.name for p in scene.iterdir())
                 raise FileNotFoundError(f"{scene}: missing folder {f.name}/ (have: {have})")
         lq, gt = _images_in(lq_folder), _images_in(gt_folder)
-        if set(lq) != set(gt):
-            only_lq = sorted(set(lq) - set(gt))[:5]
-            only_gt = sorted(set(gt) - set(lq))[:5]
-            raise ValueError(
-                f"{scene}: {lq_dir}/ and {gt_dir}/ do not match: "
-                f"only in {lq_dir}/: {only_lq}, only in {gt_dir}/: {only_gt}"
-            )
-        if not lq:
-            raise ValueError(f"{scene}: {lq_dir}/ and {gt_dir}/ hold no images")
+        _check_same_names(scene, lq, gt, lq_dir, gt_dir)
         pairs.extend((f"{scene.name}/{n}", lq[n], gt[n]) for n in sorted(lq))
     return pairs
 
