@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from ..io.images import read_image
-from .paired import find_pairs, item_generator
+from .paired import PairListDataset, find_pairs
 from .registry import register_dataset
 
 __all__ = ["AspdcPairedDataset", "aspdc_transforms", "ASPDC_SCOPES"]
@@ -94,7 +92,7 @@ def _to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
 
 
-class AspdcPairedDataset(Dataset):
+class AspdcPairedDataset(PairListDataset):
     """GoPro-layout pairs ``<root>/<split>/<scene>/{blur,sharp}/*`` with ASPDC's augmentations.
 
     Args:
@@ -121,28 +119,15 @@ class AspdcPairedDataset(Dataset):
                  lq_dir: str = "blur", gt_dir: str = "sharp") -> None:
         self.root = Path(root)
         self.split = split
-        self.patch_size = int(patch_size)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.transform = aspdc_transforms(self.patch_size, scope, crop)
-        self.pairs = find_pairs(self.root, split, lq_dir, gt_dir)
+        self.pipeline = aspdc_transforms(int(patch_size), scope, crop)
+        super().__init__(find_pairs(self.root, split, lq_dir, gt_dir), int(patch_size), False, int(seed))
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the random augmentations drawn for each index (the trainer calls it per epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq, gt = read_image(lq_path, channels=3), read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        g = item_generator(self.seed, self.epoch, index)
-        self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, (), generator=g)))
-        out = self.transform(image=_to_uint8(gt), target=_to_uint8(lq))
-        return {"lq": _to_tensor(out["target"]), "gt": _to_tensor(out["image"]), "name": name}
+    def transform(self, lq: torch.Tensor, gt: torch.Tensor, g: torch.Generator,
+                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The albumentations :attr:`pipeline` on both 8-bit images, seeded from ``g``."""
+        self.pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, (), generator=g)))
+        out = self.pipeline(image=_to_uint8(gt), target=_to_uint8(lq))
+        return _to_tensor(out["target"]), _to_tensor(out["image"])
 
 
 register_dataset("aspdc_paired", AspdcPairedDataset)

@@ -33,11 +33,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..io.atomic import atomic_path
-from ..io.images import IMAGE_EXTENSIONS, read_image
-from .paired import PairedImageDataset, augment_pair, item_generator, random_aligned_crop
+from .paired import PairedImageDataset, PairListDataset, _check_same_names, _images_in
 from .registry import register_dataset, register_layout
 
 __all__ = [
@@ -48,10 +46,6 @@ __all__ = [
     "extract_subimages",
     "prepare_gopro_crops",
 ]
-
-
-def _images_in(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
 
 
 def find_flat_pairs(root: str | os.PathLike, split: str = "train", lq_dir: str = "input",
@@ -74,17 +68,11 @@ def find_flat_pairs(root: str | os.PathLike, split: str = "train", lq_dir: str =
                 f"{base} holds: {have})"
             )
     lq, gt = _images_in(lq_f), _images_in(gt_f)
-    if set(lq) != set(gt):
-        raise ValueError(
-            f"{base}: {lq_dir}/ and {gt_dir}/ do not match: only in {lq_dir}/: "
-            f"{sorted(set(lq) - set(gt))[:5]}, only in {gt_dir}/: {sorted(set(gt) - set(lq))[:5]}"
-        )
-    if not lq:
-        raise ValueError(f"{base}: {lq_dir}/ and {gt_dir}/ hold no images")
+    _check_same_names(base, lq, gt, lq_dir, gt_dir)
     return [(n, lq[n], gt[n]) for n in sorted(lq)]
 
 
-class GoProOfficialDataset(Dataset):
+class GoProOfficialDataset(PairListDataset):
     """GoPro pairs in the flat ``<root>/<split>/{input,target}/`` layout (MPRNet / MSDI-Net).
 
     Args:
@@ -109,28 +97,7 @@ class GoProOfficialDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: str = "train", patch_size: int | None = None,
                  augment: bool = False, seed: int = 0, *, lq_dir: str = "input", gt_dir: str = "target") -> None:
         self.root, self.split = Path(root), split
-        self.patch_size, self.augment, self.seed, self.epoch = patch_size, augment, seed, 0
-        self.pairs = find_flat_pairs(self.root, split, lq_dir, gt_dir)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Change the random crops/augmentations drawn for each index (once per epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq, gt = read_image(lq_path, channels=3), read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        if self.patch_size is not None or self.augment:
-            g = item_generator(self.seed, self.epoch, index)
-            if self.patch_size is not None:
-                lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=str(lq_path))
-            if self.augment:
-                lq, gt = augment_pair(lq, gt, g)
-        return {"lq": lq, "gt": gt, "name": name}
+        super().__init__(find_flat_pairs(self.root, split, lq_dir, gt_dir), patch_size, augment, seed)
 
 
 class GoProLargeDataset(PairedImageDataset):

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..io.images import ImageReadError, read_image
-from .paired import item_generator
+from .paired import PairListDataset, _check_same_names, _split_subfolders
 from .registry import register_dataset, register_layout
 
 __all__ = ["GRRPairedDataset", "find_grr_pairs", "read_raw", "RAW_EXTENSIONS", "GRR_SPLITS"]
@@ -78,14 +77,8 @@ def find_grr_pairs(root: str | os.PathLike, split: str = "test", image_format: s
         raise ValueError(f"image_format must be 'png' or 'raw', got {image_format!r}")
     sub = _FOLDER[image_format]
     base = Path(root) / split
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"split folder not found: {base} (expected <root>/{split}/<seq>/{{RSGR,GS}}/{sub}/; splits are "
-            f"{', '.join(GRR_SPLITS)})"
-        )
-    seqs = sorted(p for p in base.iterdir() if p.is_dir())
-    if not seqs:
-        raise ValueError(f"{base}: no sequence folders (expected {base}/<seq>/{{RSGR,GS}}/{sub}/)")
+    seqs = _split_subfolders(base, split, "sequence", "seq", f"{{RSGR,GS}}/{sub}/",
+                             note=f"; splits are {', '.join(GRR_SPLITS)}")
     pairs: list[tuple[str, Path, Path]] = []
     for seq in seqs:
         folders = [seq / "RSGR" / sub, seq / "GS" / sub]
@@ -96,13 +89,7 @@ def find_grr_pairs(root: str | os.PathLike, split: str = "test", image_format: s
             lq, gt = (_files(f, (".png",)) for f in folders)
         else:
             lq, gt = (_check_raw_folder(f) for f in folders)
-        if set(lq) != set(gt):
-            only_lq = sorted(set(lq) - set(gt))[:5]
-            only_gt = sorted(set(gt) - set(lq))[:5]
-            raise ValueError(f"{seq}: RSGR/{sub}/ and GS/{sub}/ do not match: only in RSGR: {only_lq}, "
-                             f"only in GS: {only_gt}")
-        if not lq:
-            raise ValueError(f"{seq}: RSGR/{sub}/ and GS/{sub}/ hold no images")
+        _check_same_names(seq, lq, gt, f"RSGR/{sub}", f"GS/{sub}", "RSGR", "GS")
         pairs.extend((f"{seq.name}/{Path(n).stem}", lq[n], gt[n]) for n in sorted(lq))
     return pairs
 
@@ -135,7 +122,7 @@ def read_raw(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32) / 65535.0).permute(2, 0, 1).contiguous()
 
 
-class GRRPairedDataset(Dataset):
+class GRRPairedDataset(PairListDataset):
     """GRR / GS pairs of GRR_real or RSGR-GS_v1 (official ``dataset/GRRreal.py`` ``GRRreal``).
 
     Args:
@@ -160,34 +147,22 @@ class GRRPairedDataset(Dataset):
         self.root = Path(root)
         self.split = split
         self.image_format = image_format
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-        self.pairs = find_grr_pairs(self.root, split, image_format)
+        super().__init__(find_grr_pairs(self.root, split, image_format), None, augment, seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the augmentation drawn for each index (call once per epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def _read(self, path: Path) -> torch.Tensor:
+    def read(self, path: Path) -> torch.Tensor:
         return read_raw(path) if self.image_format == "raw" else read_image(path, channels=3)
 
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq, gt = self._read(lq_path), self._read(gt_path)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
+    def transform(self, lq: torch.Tensor, gt: torch.Tensor, g: torch.Generator,
+                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Official augmentation when ``augment``: horizontal flip, RGB/BGR swap (each p = 1/2)."""
         if self.augment:
-            r = torch.rand(2, generator=item_generator(self.seed, self.epoch, index))
+            r = torch.rand(2, generator=g)
             if r[0] < 0.5:  # horizontal flip
                 lq, gt = lq.flip(-1), gt.flip(-1)
             if r[1] < 0.5:  # RGB <-> BGR
                 lq, gt = lq.flip(0), gt.flip(0)
             lq, gt = lq.contiguous(), gt.contiguous()
-        return {"lq": lq, "gt": gt, "name": name}
+        return lq, gt
 
 
 register_dataset("grr", GRRPairedDataset)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
-from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..io.images import IMAGE_EXTENSIONS
+from .paired import PairListDataset
 from .registry import register_dataset, register_layout
 
 __all__ = ["HIDE_SUBSETS", "find_hide_pairs", "HideDataset"]
@@ -67,24 +66,19 @@ def find_hide_pairs(root: str | os.PathLike, split: str = "test") -> list[tuple[
     return pairs
 
 
-class HideDataset(Dataset):
+class HideDataset(PairListDataset):
     """HIDE pairs as whole images; items ``{"lq": (3,H,W), "gt": (3,H,W), "name", "subset"}`` in
     [0, 1]. Raises as :func:`find_hide_pairs`; ValueError when a pair differs in size (both files
     named); deblurkit.io.ImageReadError for unreadable files."""
 
     def __init__(self, root: str | os.PathLike, split: str = "test") -> None:
         self.root, self.split = Path(root), split
-        self.pairs = find_hide_pairs(root, split)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+        super().__init__(find_hide_pairs(root, split))
 
     def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq, gt = read_image(lq_path, channels=3), read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        return {"lq": lq, "gt": gt, "name": name, "subset": name.split("/", 1)[0]}
+        item = super().__getitem__(index)
+        item["subset"] = item["name"].split("/", 1)[0]
+        return item
 
 
 register_dataset("hide", HideDataset)

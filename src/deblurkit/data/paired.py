@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..io.images import IMAGE_EXTENSIONS, read_image
 
-__all__ = ["PairedImageDataset", "find_pairs", "random_aligned_crop", "augment_pair", "item_generator"]
+__all__ = ["PairListDataset", "PairedImageDataset", "find_pairs", "random_aligned_crop", "augment_pair", "item_generator"]
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -31,6 +31,33 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 
 def _images_in(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
+
+
+def _split_subfolders(base: Path, split: str, kind: str, tag: str, inner: str, note: str = "") -> list[Path]:
+    """Sorted sub-folders (scenes, sequences) of the split folder ``base``; errors show the
+    expected layout ``<root>/<split>/<tag>/<inner>``.
+
+    Raises: FileNotFoundError (``base`` missing), ValueError (no sub-folder)."""
+    if not base.is_dir():
+        raise FileNotFoundError(f"split folder not found: {base} (expected <root>/{split}/<{tag}>/{inner}{note})")
+    subs = sorted(p for p in base.iterdir() if p.is_dir())
+    if not subs:
+        raise ValueError(f"{base}: no {kind} folders (expected {base}/<{tag}>/{inner})")
+    return subs
+
+
+def _check_same_names(where: Path, lq: dict, gt: dict, lq_dir: str, gt_dir: str,
+                      lq_label: str | None = None, gt_label: str | None = None) -> None:
+    """Raise ValueError (naming ``where`` and the first unmatched files) unless the blurry and
+    sharp folders hold the same, non-empty set of file names."""
+    if set(lq) != set(gt):
+        raise ValueError(
+            f"{where}: {lq_dir}/ and {gt_dir}/ do not match: "
+            f"only in {lq_label or lq_dir + '/'}: {sorted(set(lq) - set(gt))[:5]}, "
+            f"only in {gt_label or gt_dir + '/'}: {sorted(set(gt) - set(lq))[:5]}"
+        )
+    if not lq:
+        raise ValueError(f"{where}: {lq_dir}/ and {gt_dir}/ hold no images")
 
 
 def find_pairs(
@@ -45,31 +72,16 @@ def find_pairs(
         ValueError: a scene's two folders hold different file names (the message names the
             folder and the first unmatched files), or no pairs at all.
     """
-    base = Path(root) / split
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"split folder not found: {base} (expected <root>/{split}/<scene>/{{{lq_dir},{gt_dir}}}/)"
-        )
-    scenes = sorted(p for p in base.iterdir() if p.is_dir())
-    if not scenes:
-        raise ValueError(f"{base}: no scene folders (expected {base}/<scene>/{{{lq_dir},{gt_dir}}}/)")
+    inner = f"{{{lq_dir},{gt_dir}}}/"
     pairs: list[tuple[str, Path, Path]] = []
-    for scene in scenes:
+    for scene in _split_subfolders(Path(root) / split, split, "scene", "scene", inner):
         lq_folder, gt_folder = scene / lq_dir, scene / gt_dir
         for f in (lq_folder, gt_folder):
             if not f.is_dir():
                 have = sorted(p.name for p in scene.iterdir())
                 raise FileNotFoundError(f"{scene}: missing folder {f.name}/ (have: {have})")
         lq, gt = _images_in(lq_folder), _images_in(gt_folder)
-        if set(lq) != set(gt):
-            only_lq = sorted(set(lq) - set(gt))[:5]
-            only_gt = sorted(set(gt) - set(lq))[:5]
-            raise ValueError(
-                f"{scene}: {lq_dir}/ and {gt_dir}/ do not match: "
-                f"only in {lq_dir}/: {only_lq}, only in {gt_dir}/: {only_gt}"
-            )
-        if not lq:
-            raise ValueError(f"{scene}: {lq_dir}/ and {gt_dir}/ hold no images")
+        _check_same_names(scene, lq, gt, lq_dir, gt_dir)
         pairs.extend((f"{scene.name}/{n}", lq[n], gt[n]) for n in sorted(lq))
     return pairs
 
@@ -103,7 +115,67 @@ def augment_pair(
     return lq.contiguous(), gt.contiguous()
 
 
-class PairedImageDataset(Dataset):
+class PairListDataset(Dataset):
+    """Base of the paired datasets: a list of ``(name, lq_path, gt_path)`` read as whole images,
+    then cropped / augmented by :meth:`transform` with a per-item generator.
+
+    Subclasses find their pairs and call ``super().__init__(pairs, patch_size, augment, seed)``;
+    they override :meth:`read` (other file formats) or :meth:`transform` (other augmentations).
+
+    Args:
+        pairs: ``(name, lq_path, gt_path)`` per item, in item order.
+        patch_size: random aligned square crop side in pixels (``None``: full images).
+        augment: random flips and transposes (same on both images).
+        seed: base seed; item ``i`` of epoch ``e`` draws from a generator seeded by
+            ``(seed, e, i)`` (see :meth:`set_epoch`), so crops are reproducible.
+
+    Items:
+        ``{"lq": (3,h,w) float32 [0,1], "gt": (3,h,w) float32 [0,1], "name": name}``.
+
+    Raises:
+        ValueError when a pair's images differ in size (both files named) or are smaller than
+        ``patch_size`` (file named); deblurkit.io.ImageReadError for unreadable files.
+    """
+
+    def __init__(self, pairs: list[tuple[str, Path, Path]], patch_size: int | None = None,
+                 augment: bool = False, seed: int = 0) -> None:
+        self.pairs = pairs
+        self.patch_size = patch_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random crops/augmentations drawn for each index (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def read(self, path: Path) -> torch.Tensor:
+        """One image of a pair as (3, H, W) float32 RGB in [0, 1]."""
+        return read_image(path, channels=3)
+
+    def transform(self, lq: torch.Tensor, gt: torch.Tensor, g: torch.Generator,
+                  name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random aligned crop (``patch_size``) and flips/transposes (``augment``) drawn from ``g``;
+        ``name`` (the blurry file) is named in errors."""
+        if self.patch_size is not None:
+            lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=name)
+        if self.augment:
+            lq, gt = augment_pair(lq, gt, g)
+        return lq, gt
+
+    def __getitem__(self, index: int) -> dict:
+        name, lq_path, gt_path = self.pairs[index]
+        lq, gt = self.read(lq_path), self.read(gt_path)
+        if lq.shape != gt.shape:
+            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
+        lq, gt = self.transform(lq, gt, item_generator(self.seed, self.epoch, index), str(lq_path))
+        return {"lq": lq, "gt": gt, "name": name}
+
+
+class PairedImageDataset(PairListDataset):
     """Blurry/sharp pairs from ``<root>/<split>/<scene>/{blur,sharp}/*`` (GoPro layout).
 
     Args:
@@ -137,29 +209,4 @@ class PairedImageDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.split = split
-        self.patch_size = patch_size
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-        self.pairs = find_pairs(self.root, split, lq_dir, gt_dir)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Change the random crops/augmentations drawn for each index (call once per epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq = read_image(lq_path, channels=3)
-        gt = read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        if self.patch_size is not None or self.augment:
-            g = item_generator(self.seed, self.epoch, index)
-            if self.patch_size is not None:
-                lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=str(lq_path))
-            if self.augment:
-                lq, gt = augment_pair(lq, gt, g)
-        return {"lq": lq, "gt": gt, "name": name}
+        super().__init__(find_pairs(self.root, split, lq_dir, gt_dir), patch_size, augment, seed)

@@ -17,10 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
-from ..io.images import read_image
-from .paired import augment_pair, item_generator, random_aligned_crop
+from .paired import PairListDataset
 from .registry import register_dataset, register_layout
 
 __all__ = ["REALBLUR_VARIANTS", "realblur_list", "read_realblur_list", "RealBlurDataset"]
@@ -69,7 +66,7 @@ def read_realblur_list(root: str | os.PathLike, variant: str = "J", split: str =
     return pairs
 
 
-class RealBlurDataset(Dataset):
+class RealBlurDataset(PairListDataset):
     """RealBlur pairs from the official lists.
 
     Args:
@@ -89,27 +86,7 @@ class RealBlurDataset(Dataset):
     def __init__(self, root: str | os.PathLike, variant: str = "J", split: str = "test",
                  patch_size: int | None = None, augment: bool = False, seed: int = 0) -> None:
         self.root, self.variant, self.split = Path(root), variant, split
-        self.patch_size, self.augment, self.seed, self.epoch = patch_size, augment, seed, 0
-        self.pairs = read_realblur_list(root, variant, split)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        name, lq_path, gt_path = self.pairs[index]
-        lq, gt = read_image(lq_path, channels=3), read_image(gt_path, channels=3)
-        if lq.shape != gt.shape:
-            raise ValueError(f"{lq_path} is {tuple(lq.shape[-2:])} but {gt_path} is {tuple(gt.shape[-2:])}")
-        if self.patch_size is not None or self.augment:
-            g = item_generator(self.seed, self.epoch, index)
-            if self.patch_size is not None:
-                lq, gt = random_aligned_crop(lq, gt, self.patch_size, g, name=str(lq_path))
-            if self.augment:
-                lq, gt = augment_pair(lq, gt, g)
-        return {"lq": lq, "gt": gt, "name": name}
+        super().__init__(read_realblur_list(root, variant, split), patch_size, augment, seed)
 
 
 register_dataset("realblur", RealBlurDataset)
