@@ -148,3 +148,15 @@ def test_synth_grr_cli_on_the_real_clip_blurs_more_towards_the_bottom(tmp_path, 
     magnitude = blur / motion
     assert all(magnitude[i] < magnitude[i + 1] for i in range(bands - 1)), magnitude
     assert magnitude[-1] > 3 * magnitude[0], magnitude
+
+
+def test_interpolate_frames_keeps_a_single_channel():
+    """Grey (T, 1, H, W) clips keep their channel axis through the flow warps (OpenCV's remap
+    drops a size-1 channel)."""
+    from deblurkit.synth.interpolate import interpolate_frames
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 1, 24, 32, generator=g)
+    out = interpolate_frames(frames, 4)
+    assert out.shape == (5, 1, 24, 32)
+    assert torch.equal(out[0], frames[0]) and torch.equal(out[4], frames[1])
