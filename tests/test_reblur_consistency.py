@@ -68,8 +68,10 @@ def test_cli_scores_the_default_model_on_real_blurry_photos(reblur_file, shared_
         t, l = (img.shape[1] - 96) // 2, (img.shape[2] - 128) // 2
         save_image(photos / f"{f.stem}.png", img[:, t:t + 96, l:l + 128])
     r = runner.invoke(app, ["evaluate", "--data", str(photos), "--reblur-consistency", "--reblur-weights",
-                            str(reblur_file), "--device", "cpu", "--out", str(tmp_path / "c")])
+                            str(reblur_file), "--device", "cpu", "--out", str(tmp_path / "c"), "--save-images"])
     assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "c" / "images").iterdir()) == sorted(
+        f"{p.stem}.png" for p in photos.iterdir())
     assert "4 images, reblurring consistency of default" in r.output
     rows = (tmp_path / "c" / "consistency.csv").read_text().splitlines()
     assert rows[0] == "name,psnr,psnr_identity,psnr_change" and len(rows) == 5

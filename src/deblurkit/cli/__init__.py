@@ -48,6 +48,27 @@ def parse_tile(tile):
         fail(f"--tile must be an integer, 'auto' or 'off', got {tile!r}")
 
 
+def image_saver(out, save_images: bool):
+    """``--save-images``: a callback ``(name, restored (1,C,H,W))`` writing
+    ``<out>/images/<name>.png`` (atomic; an image suffix of ``name`` is dropped, sub-folders such
+    as ``<scene>/`` kept), or None when not asked. Fails (exit 2) when ``--save-images`` is given
+    without ``--out``."""
+    if not save_images:
+        return None
+    if out is None:
+        fail("--save-images needs --out")
+    from pathlib import Path
+
+    from ..io import IMAGE_EXTENSIONS, save_image
+
+    def on_image(name, img):
+        rel = Path(name)
+        rel = rel.with_suffix("") if rel.suffix.lower() in IMAGE_EXTENSIONS else rel
+        save_image(Path(out) / "images" / f"{rel}.png", img[0])
+
+    return on_image
+
+
 for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
 

@@ -12,6 +12,7 @@ import typer
 from . import app  # noqa: F401 - this module adds no command of its own
 from . import expected_errors as _expected_errors
 from . import fail as _fail
+from . import image_saver
 from . import parse_tile as _parse_tile
 
 
@@ -39,7 +40,7 @@ def reblur_consistency_command(
     """``deblurkit evaluate --data PHOTOS --reblur-consistency --reblur-weights R [--model M --weights W]``."""
     from ..inference import Deblurrer
     from ..inference.reblur_consistency import ReblurConsistency
-    from ..io import list_images, read_image, save_image
+    from ..io import list_images, read_image
     from ..io.atomic import write_text_atomic
 
     if reblur_weights is None:
@@ -54,13 +55,7 @@ def reblur_consistency_command(
                       model_overrides=_sidecar_overrides(weights, model))
         scorer = ReblurConsistency(reblur_weights, device=device)
         images = ((f.name, read_image(f, channels=3)) for f in files)
-        on_image = None
-        if save_images:
-            if out is None:
-                _fail("--save-images needs --out")
-
-            def on_image(name, img):
-                save_image(out / "images" / f"{Path(name).stem}.png", img[0])
+        on_image = image_saver(out, save_images)
 
         res = scorer.evaluate(d.deblur_tensor, images, on_image=on_image)
     except _expected_errors() as e:

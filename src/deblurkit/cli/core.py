@@ -10,6 +10,7 @@ import typer
 from . import app
 from . import expected_errors as _expected_errors
 from . import fail as _fail
+from . import image_saver
 from . import parse_tile as _parse_tile
 
 
@@ -139,14 +140,7 @@ def evaluate(
         it = ds[i]
         return it["name"], it["lq"], it["gt"]
 
-    on_image = None
-    if save_images:
-        if out is None:
-            _fail("--save-images needs --out")
-        from ..io import save_image
-
-        def on_image(name, img):
-            save_image(out / "images" / f"{name}.png", img[0])
+    on_image = image_saver(out, save_images)
 
     # the protocol decides about clamping (standard: clamped; rsst: raw output)
     res = evaluate_indexed(lambda x: d.deblur_tensor(x, clamp=False), pair, len(ds), protocol, on_image=on_image)

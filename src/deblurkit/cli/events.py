@@ -26,6 +26,7 @@ import typer
 
 from . import expected_errors as _expected_errors
 from . import fail as _fail
+from . import image_saver
 
 EVENT_MODELS = ("evdeblur", "evdeblur_rgb")
 
@@ -174,14 +175,7 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
         res = d.run(current["E"][None], current["B"][None], lq if model == "evdeblur_rgb" else None)
         return res.S
 
-    on_image = None
-    if save_images:
-        if out is None:
-            _fail("--save-images needs --out")
-        from ..io import save_image
-
-        def on_image(name, img):
-            save_image(out / "images" / f"{name}.png", img[0])
+    on_image = image_saver(out, save_images)
 
     try:
         res = run_eval(restore, pairs(), protocol, total=len(ds), on_image=on_image)
