@@ -69,6 +69,9 @@ def test_aspdc_dataset_same_transform_on_both_images_and_reproducible(gopro):
     assert 0.0 <= float(a["lq"].min()) and float(a["lq"].max()) <= 1.0
     with pytest.raises(ValueError, match="scope"):
         DATASETS["aspdc_paired"](gopro, patch_size=32, scope="strong")
+    big = DATASETS["aspdc_paired"](gopro, split="train", patch_size=4096, seed=3)
+    with pytest.raises(ValueError, match=r"blur.*is smaller than patch_size 4096"):
+        big[0]
 
 
 def test_reblur_config_trains_the_reblurring_network(gopro, tmp_path):

@@ -286,3 +286,37 @@ def test_known_blur_oracle_reblurs_b_with_a_known_kernel(layout, tmp_path, share
     with pytest.raises(ValueError, match="known_blur"):
         make_trainer(converter_cfg(layout, tmp_path / "u.safetensors", tmp_path / "o2",
                                    **{"recipe.known_blur": "{sigma: 1}"}), progress=False)
+
+
+def test_kernel_wizard_training_pass_goes_through_ddp(tmp_path):
+    """The kernel_wizard recipe's re-blurring pass is one ``forward(..., reblur=True)`` call, so a
+    DistributedDataParallel wrapper (which only forwards ``forward``) runs it and syncs its
+    gradients; the result equals extract-then-adaptKernel with the same noise."""
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from deblurkit.models import build
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        net = build("kernel_wizard", nf=8, front_RBs=1, back_RBs=1, kernel_dim=16, n_blocks=1)
+        ddp = DistributedDataParallel(net)
+        g = torch.Generator().manual_seed(1)
+        sharp, blurry = torch.rand(2, 3, 256, 256, generator=g), torch.rand(2, 3, 256, 256, generator=g)
+        torch.manual_seed(5)
+        fake, mean, sigma = ddp(sharp, blurry, reblur=True)
+        fake.mean().backward()
+        assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+        with torch.no_grad():
+            torch.manual_seed(5)
+            m, sd = net(sharp, blurry)
+            ref = net.adaptKernel(sharp, m + sd * torch.randn_like(m))
+        assert torch.allclose(fake.detach(), ref, atol=1e-6)
+    finally:
+        dist.destroy_process_group()

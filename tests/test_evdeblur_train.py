@@ -129,3 +129,6 @@ def test_vgg_weights_come_from_a_user_file(tmp_path):
     torch.testing.assert_close(trainer.vgg.features[14].weight, ref.features[14].weight)
     logs = trainer.fit()
     assert logs["perceptual"] > 0 and math.isfinite(logs["loss"])
+    assert not trainer.vgg.training  # the loss network stays frozen: eval mode, no gradients
+    assert all(not p.requires_grad and p.grad is None for p in trainer.vgg.parameters())
+    torch.testing.assert_close(trainer.vgg.features[14].weight, ref.features[14].weight)

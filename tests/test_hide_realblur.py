@@ -124,6 +124,15 @@ def test_realblur_protocol_through_evaluate_and_cli(realblur, tmp_path):
     res = evaluate(lambda x: x, ((it["name"], it["lq"], it["gt"]) for it in ds), "realblur", progress=False)
     m = res.mean
     assert m["psnr"] == pytest.approx(m["psnr_input"]) and "ecc_ok" in m
+
+    def shifted_darker(x):  # the reference moved by (-2, +1) px and darker: ECC must undo it
+        gt = next(it["gt"] for it in ds if torch.equal(it["lq"], x[0]))
+        return (torch.roll(gt, shifts=(-2, 1), dims=(-2, -1)) * 0.9)[None]
+
+    res = evaluate(shifted_darker, ((it["name"], it["lq"], it["gt"]) for it in ds), "realblur", progress=False)
+    plain = evaluate(shifted_darker, ((it["name"], it["lq"], it["gt"]) for it in ds), "standard", progress=False)
+    assert res.mean["ecc_ok"] == 1.0
+    assert res.mean["psnr"] > plain.mean["psnr"] + 10, (res.mean, plain.mean)
     assert "ECC" in get_protocol("realblur").description
     r = CliRunner().invoke(app, ["evaluate", "--data", str(realblur), "--layout", "realblur_j", "--protocol",
                                  "realblur", "--device", "cpu", "--out", str(tmp_path / "ev")])

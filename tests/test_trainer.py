@@ -153,3 +153,28 @@ def test_unknown_recipe_is_a_clear_error(tmp_path, shared_data):
     c.recipe = {"type": "nope"}
     with pytest.raises(ValueError, match="recipe.type 'nope' unknown"):
         make_trainer(c, progress=False)
+
+
+def test_resume_with_another_config_is_a_clear_error(tmp_path, shared_data):
+    """Resuming a run folder with a config that builds other networks names the checkpoint."""
+    from torch import nn
+
+    from deblurkit.engine import make_trainer, register_recipe
+
+    Trainer(tiny_config(tmp_path / "r", shared_data, total_steps=2, ckpt_every=2), progress=False).fit()
+    last = tmp_path / "r" / "ckpt" / "last.pt"
+
+    @register_recipe("_test_one_aux")
+    class OneAux(Trainer):
+        def setup(self):
+            self.add_aux("critic", nn.Conv2d(3, 1, 1), trainable=True)
+
+    c = tiny_config(tmp_path / "r", shared_data, total_steps=4)
+    c.recipe = {"type": "_test_one_aux"}
+    with pytest.raises(ValueError, match=r"last\.pt: the checkpoint has auxiliary networks \[\] but this recipe builds \['critic'\]"):
+        make_trainer(c, resume=True, progress=False)
+    c = tiny_config(tmp_path / "r", shared_data, total_steps=4)
+    c.model.overrides = {"base_channel": 8, "num_res": 1}
+    with pytest.raises(ValueError, match=r"last\.pt: does not match the network"):
+        Trainer(c, resume=True, progress=False)
+    assert last.is_file()  # nothing written is lost

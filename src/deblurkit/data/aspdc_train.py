@@ -124,7 +124,14 @@ class AspdcPairedDataset(PairListDataset):
 
     def transform(self, lq: torch.Tensor, gt: torch.Tensor, g: torch.Generator,
                   name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The albumentations :attr:`pipeline` on both 8-bit images, seeded from ``g``."""
+        """The albumentations :attr:`pipeline` on both 8-bit images, seeded from ``g``.
+
+        Raises:
+            ValueError: the image (named) is smaller than ``patch_size``.
+        """
+        h, w = lq.shape[-2:]
+        if min(h, w) < self.patch_size:
+            raise ValueError(f"{name}: image {h}x{w} is smaller than patch_size {self.patch_size}")
         self.pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, (), generator=g)))
         out = self.pipeline(image=_to_uint8(gt), target=_to_uint8(lq))
         return _to_tensor(out["target"]), _to_tensor(out["image"])

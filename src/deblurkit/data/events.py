@@ -99,7 +99,10 @@ def load_voxel_grid(path: str | os.PathLike, num_bins: int = NUM_BINS, normalize
 def _load_flow(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"flow not found: '{path}'")
-    arr = np.load(path, allow_pickle=False)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"'{path}': cannot read the flow ({e})") from None
     if arr.ndim != 3 or arr.shape[-1] != 4:
         raise ValueError(f"'{path}': flow must be (H, W, 4), got shape {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr.astype(np.float32), -1, 0)))

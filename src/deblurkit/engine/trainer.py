@@ -313,11 +313,15 @@ class Trainer:
         return val["psnr"]
 
     def autocast(self):
+        """bf16 autocast on the training device when ``train.precision == "bf16"``, else a no-op
+        context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.cfg.train.precision == "bf16")
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
+        """The full training state saved in ``ckpt/*.pt``: step, model, optimizer, ema, aux,
+        aux_optimizers, best_psnr, rng (+ every rank's under torchrun), world_size, config."""
         return {
             "step": self.step,
             "model": self.net.state_dict(),
@@ -334,14 +338,22 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         st = load_training_checkpoint(path)
-        self.net.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
-        if self.ema and st.get("ema") is not None:
-            self.ema.load_state_dict(st["ema"])
-        for k, sd in st.get("aux", {}).items():
-            self.aux[k].load_state_dict(sd)
-        for k, sd in st.get("aux_optimizers", {}).items():
-            self.aux_optimizers[k].load_state_dict(sd)
+        saved_aux, built_aux = set(st.get("aux", {})), set(self.aux)
+        if saved_aux != built_aux:
+            raise ValueError(f"{path}: the checkpoint has auxiliary networks {sorted(saved_aux)} but this "
+                             f"recipe builds {sorted(built_aux)}; resume with the config the run started with")
+        try:
+            self.net.load_state_dict(st["model"])
+            self.optimizer.load_state_dict(st["optimizer"])
+            if self.ema and st.get("ema") is not None:
+                self.ema.load_state_dict(st["ema"])
+            for k, sd in st.get("aux", {}).items():
+                self.aux[k].load_state_dict(sd)
+            for k, sd in st.get("aux_optimizers", {}).items():
+                self.aux_optimizers[k].load_state_dict(sd)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"{path}: does not match the network/optimiser of this config ({e}); "
+                             f"resume with the config the run started with") from None
         self.step = int(st["step"])
         self.best_psnr = float(st.get("best_psnr", -math.inf))
         ranks = st.get("rng_ranks")
@@ -362,6 +374,8 @@ class Trainer:
 
     @property
     def eval_net(self) -> nn.Module:
+        """The network validated and exported: the EMA copy when ``train.ema_decay`` is set, else
+        the live one."""
         return self.ema.module if self.ema else self.net
 
     # ------------------------------------------------------------------ loop

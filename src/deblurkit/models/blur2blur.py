@@ -479,11 +479,17 @@ class KernelWizard(nn.Module):
         return self.kernel_dim, h, w
 
     # ------------------------------------------------------------------ calls
-    def forward(self, x_sharp: Tensor, x_blur: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x_sharp: Tensor, x_blur: Tensor, *, reblur: bool = False):
         """Extract the kernel code of the blur that turns ``x_sharp`` into ``x_blur``.
 
         Returns ``(kernel_mean, kernel_sigma)``; see the class docstring for shapes and errors.
+        ``reblur=True`` (not official; the training pass of BKSE's kernel_wizard in one call, so
+        that DistributedDataParallel, which only wraps ``forward``, sees it) returns
+        ``(adaptKernel(x_sharp, mean + sigma * eps), mean, sigma)`` with eps ~ N(0, 1).
         """
+        if reblur:
+            mean, sigma = self.forward(x_sharp, x_blur)
+            return self.adaptKernel(x_sharp, mean + sigma * torch.randn_like(mean)), mean, sigma
         self._check_image(x_sharp, "x_sharp")
         self._check_image(x_blur, "x_blur")
         if x_sharp.shape != x_blur.shape:

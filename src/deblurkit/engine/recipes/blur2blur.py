@@ -324,9 +324,10 @@ class KernelWizardTrainer(Trainer):
             raise ValueError(f"{self.cfg.name}: recipe.reduction must be 'sum' or 'mean', got {self.reduction!r}")
 
     def reblur(self, net: nn.Module, sharp: Tensor, blurry: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mean, sigma = net(sharp, blurry)
-        kernel = mean + sigma * torch.randn_like(mean)
-        return net.adaptKernel(sharp, kernel), mean, sigma
+        """BKSE kernel_wizard training pass: sharp, blurry (N, 3, H, W) in [0, 1], H and W
+        multiples of 128 -> (re-blurred sharp (N, 3, H, W), kernel mean, kernel sigma), the kernel
+        sampled as mean + sigma * N(0, 1). Goes through ``net.forward`` so a DDP wrapper syncs it."""
+        return net(sharp, blurry, reblur=True)
 
     def train_step(self, batch: dict) -> dict:
         lr = self.apply_lr()
