@@ -131,3 +131,12 @@ def test_bad_recordings_name_the_file(tmp_path):
              frames=np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(EventReadError, match=r"fr\.npz.*exposure window"):
         read_event_recording(tmp_path / "fr.npz")
+
+
+def test_corrupt_npz_recording_names_the_file(tmp_path):
+    from deblurkit.io.events import EventReadError, read_event_recording
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"this is not a zip archive")
+    with pytest.raises(EventReadError, match="bad.npz"):
+        read_event_recording(bad)

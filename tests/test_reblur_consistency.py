@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from deblurkit.cli import app
+from deblurkit.metrics import psnr
 from deblurkit.cli.aspdc import _sidecar_overrides
 from deblurkit.engine.trainer import export_weights
 from deblurkit.inference.reblur_consistency import ReblurConsistency
@@ -42,7 +43,7 @@ def test_score_rewards_a_deblurred_image_that_explains_the_blur(reblur_file, sha
     perfect = scorer.score(blurry, sharp)
     lazy = scorer.score(blurry, blurry)
     assert perfect["psnr"] > 60  # R(B, S) = B up to float rounding
-    assert lazy["psnr"] == pytest.approx(lazy["psnr_identity"])
+    assert lazy["psnr"] == pytest.approx(float(psnr(scorer.reblur(blurry[None], blurry[None]), blurry[None])[0]))
     assert perfect["psnr"] > lazy["psnr"] + 10
     assert lazy["psnr_change"] == float("inf") and perfect["psnr_change"] < 40
 
@@ -54,7 +55,8 @@ def test_identity_deblurrer_scores_the_do_nothing_baseline(reblur_file, shared_d
     tiny = b[:, :9, :13]
     assert scorer.reblur(tiny[None], tiny[None]).shape == (1, 3, 9, 13)
     s = scorer.score(b, b)
-    assert s["psnr"] == s["psnr_identity"] and s["psnr_change"] == float("inf")
+    assert s["psnr"] == pytest.approx(float(psnr(scorer.reblur(b[None], b[None]), b[None])[0]))
+    assert s["psnr_change"] == float("inf")
     assert all(p.requires_grad is False for p in scorer.net.parameters()) and not scorer.net.training
     with pytest.raises(ValueError, match="one shape"):
         scorer.reblur(b[None], b[None, :, :20])
@@ -94,3 +96,16 @@ def test_sidecar_overrides_of_trained_weights(tmp_path):
     w.with_suffix(".json").write_text(json.dumps({"model": "aspdc", "overrides": {"official_compat": False}}))
     assert _sidecar_overrides(w, "aspdc") == {"official_compat": False}
     assert _sidecar_overrides(w, "mimo_unet") is None
+
+
+def test_save_images_never_overwrites_the_input_photos(reblur_file, shared_data, tmp_path):
+    """``--save-images`` into a folder whose images/ is the input folder stops (exit 2) before
+    replacing an input photo."""
+    photos = tmp_path / "images"
+    src = read_image(shared_data / "real_blur" / sorted(p.name for p in (shared_data / "real_blur").iterdir())[0])
+    save_image(photos / "a.png", src[:, :64, :96])
+    before = (photos / "a.png").read_bytes()
+    r = CliRunner().invoke(app, ["evaluate", "--data", str(photos), "--reblur-consistency", "--reblur-weights",
+                                 str(reblur_file), "--device", "cpu", "--out", str(tmp_path), "--save-images"])
+    assert r.exit_code == 2 and "would overwrite a file of the input data" in r.output
+    assert (photos / "a.png").read_bytes() == before

@@ -48,11 +48,11 @@ def parse_tile(tile):
         fail(f"--tile must be an integer, 'auto' or 'off', got {tile!r}")
 
 
-def image_saver(out, save_images: bool):
+def image_saver(out, save_images: bool, data=None):
     """``--save-images``: a callback ``(name, restored (1,C,H,W))`` writing
     ``<out>/images/<name>.png`` (atomic; an image suffix of ``name`` is dropped, sub-folders such
     as ``<scene>/`` kept), or None when not asked. Fails (exit 2) when ``--save-images`` is given
-    without ``--out``."""
+    without ``--out``, and before overwriting an existing file inside ``data`` (the inputs)."""
     if not save_images:
         return None
     if out is None:
@@ -64,7 +64,10 @@ def image_saver(out, save_images: bool):
     def on_image(name, img):
         rel = Path(name)
         rel = rel.with_suffix("") if rel.suffix.lower() in IMAGE_EXTENSIONS else rel
-        save_image(Path(out) / "images" / f"{rel}.png", img[0])
+        path = Path(out) / "images" / f"{rel}.png"
+        if data is not None and path.exists() and path.resolve().is_relative_to(Path(data).resolve()):
+            fail(f"{path}: --save-images would overwrite a file of the input data {data}; choose another --out")
+        save_image(path, img[0])
 
     return on_image
 

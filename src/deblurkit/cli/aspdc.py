@@ -28,6 +28,8 @@ def _sidecar_overrides(weights: Optional[Path], model: Optional[str]) -> Optiona
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         _fail(f"{side}: unreadable weights description ({e})")
+    if not isinstance(meta, dict):
+        _fail(f"{side}: weights description must be a JSON object")
     if model is not None and meta.get("model") != model:
         return None
     return dict(meta.get("overrides") or {})
@@ -55,7 +57,7 @@ def reblur_consistency_command(
                       model_overrides=_sidecar_overrides(weights, model))
         scorer = ReblurConsistency(reblur_weights, device=device)
         images = ((f.name, read_image(f, channels=3)) for f in files)
-        on_image = image_saver(out, save_images)
+        on_image = image_saver(out, save_images, data)
 
         res = scorer.evaluate(d.deblur_tensor, images, on_image=on_image)
     except _expected_errors() as e:

@@ -140,7 +140,7 @@ def evaluate(
         it = ds[i]
         return it["name"], it["lq"], it["gt"]
 
-    on_image = image_saver(out, save_images)
+    on_image = image_saver(out, save_images, data)
 
     # the protocol decides about clamping (standard: clamped; rsst: raw output)
     res = evaluate_indexed(lambda x: d.deblur_tensor(x, clamp=False), pair, len(ds), protocol, on_image=on_image)

@@ -82,9 +82,7 @@ def deblur_events(events: Path, out: Path, model: Optional[str], weights: Option
                   window: str = "exposure", frames: Optional[str] = None, compare: bool = False) -> None:
     """Body of ``deblurkit deblur --events``: see the module docstring."""
     from ..inference.events import EventDeblurrer
-    from ..io import save_image
-    from ..io.atomic import atomic_path, write_text_atomic
-    from ..synth.voxel import to_official_layout
+    from ..io.atomic import write_text_atomic
 
     if not events.exists():
         _fail(f"event recording not found: '{events}'")
@@ -119,18 +117,10 @@ def deblur_events(events: Path, out: Path, model: Optional[str], weights: Option
         except _expected_errors() as e:
             _fail(str(e))
         name = it["name"]
-        save_image(out_dir / f"{name}.png", res.S, protected=protected)
-        if not same_folder:
-            save_image(out / "APS_blur" / f"{name}.png", it["B"], protected=protected)
-            if rgb:
-                save_image(out / "RGB_blur" / f"{name}.png", it["Bi"], protected=protected)
-            raw = (to_official_layout(it["voxel"].numpy()) if "voxel" in it
-                   else np.load(events / "events_voxel_grid" / f"{name}.npy", allow_pickle=False))
-            with atomic_path(out / "events_voxel_grid" / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
-                np.save(fh, raw)
-        if compare:
-            save_image(out / "compare" / f"{name}.png", _panel(it["Bi"], it.get("voxel", it["E"]), res.S),
-                       protected=protected)
+        try:
+            _write_frame(out, out_dir, name, it, res, rgb, same_folder, compare, protected, events)
+        except _expected_errors() as e:
+            _fail(str(e))
         rows.append({"name": name, "t0_us": it.get("t0", ""), "t1_us": it.get("t1", ""),
                      "n_events": it.get("n_events", int((it["E"] != 0).sum()))})
     buf = io.StringIO()
@@ -175,7 +165,7 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
         res = d.run(current["E"][None], current["B"][None], lq if model == "evdeblur_rgb" else None)
         return res.S
 
-    on_image = image_saver(out, save_images)
+    on_image = image_saver(out, save_images, data)
 
     try:
         res = run_eval(restore, pairs(), protocol, total=len(ds), on_image=on_image)
@@ -188,3 +178,25 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
     if out is not None:
         csv_p, md_p = write_results(res, out, title=f"{model} on {data}")
         typer.echo(f"wrote {csv_p} and {md_p}")
+
+
+def _write_frame(out, out_dir, name, it, res, rgb, same_folder, compare, protected, events) -> None:
+    """Write one deblurred frame (``S_pred*/``) and, unless ``out`` is the input folder, its
+    blurry APS/RGB frames and voxel grid in the official layout; ``--compare`` panels too.
+    Raises ImageWriteError before overwriting a ``protected`` input."""
+    from ..io import save_image
+    from ..io.atomic import atomic_path
+    from ..synth.voxel import to_official_layout
+
+    save_image(out_dir / f"{name}.png", res.S, protected=protected)
+    if not same_folder:
+        save_image(out / "APS_blur" / f"{name}.png", it["B"], protected=protected)
+        if rgb:
+            save_image(out / "RGB_blur" / f"{name}.png", it["Bi"], protected=protected)
+        raw = (to_official_layout(it["voxel"].numpy()) if "voxel" in it
+               else np.load(events / "events_voxel_grid" / f"{name}.npy", allow_pickle=False))
+        with atomic_path(out / "events_voxel_grid" / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, raw)
+    if compare:
+        save_image(out / "compare" / f"{name}.png", _panel(it["Bi"], it.get("voxel", it["E"]), res.S),
+                   protected=protected)

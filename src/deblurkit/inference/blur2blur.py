@@ -58,7 +58,12 @@ def load_converter(weights: str | os.PathLike, **kwargs: Any) -> Deblurrer:
     model, overrides = "mimo_unet", None
     side = p.with_suffix(".json")
     if side.is_file():
-        meta = json.loads(side.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{side}: unreadable weights description ({e})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{side}: weights description must be a JSON object, got {type(meta).__name__}")
         model = meta.get("model", model)
         overrides = dict(meta.get("overrides", {}))
     return Deblurrer(model=model, weights=p, model_overrides=overrides, **kwargs)
@@ -102,4 +107,7 @@ class Blur2BlurDeblurrer(Deblurrer):
         return self.converter.deblur_tensor(x, progress=progress)
 
     def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None, clamp: bool = True) -> torch.Tensor:
+        """Convert the blur of ``x`` ((N, C, H, W) or (C, H, W) in [0, 1]) into the known blur,
+        then deblur it; same shape out, clamped to [0, 1] unless ``clamp=False``. Raises as
+        :meth:`Deblurrer.deblur_tensor`."""
         return super().deblur_tensor(self.convert(x, progress=progress), progress=progress, clamp=clamp)

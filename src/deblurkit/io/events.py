@@ -32,6 +32,8 @@ Errors: :class:`EventReadError` (a ``ValueError``) naming the file and the probl
 """
 from __future__ import annotations
 
+import zipfile
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +176,7 @@ def read_event_recording(path: str | os.PathLike) -> EventRecording:
             rec = _read_h5(path)
     except EventReadError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise EventReadError(f"'{path}': cannot read the event recording: {exc}") from exc
     _validate(rec)
     return rec
