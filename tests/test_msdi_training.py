@@ -147,6 +147,7 @@ def test_stage2_config_runs_with_frozen_parts_and_feature_loss(tmp_path, gopro, 
     sd = tr.net.state_dict()
     frozen_params = {n for n, _ in tr.net.named_parameters() if n.startswith(("net_prior.", "prior_upsampling."))}
     assert all(torch.equal(parts0[k], sd[k]) for k in frozen_params)  # frozen parts never updated
+    assert all(torch.equal(parts0[k], sd[k]) for k in parts0)  # buffers too (spectral-norm u, v)
     fl = tr.feature_loss
     assert isinstance(fl, DegradationFeatureLoss) and not fl.training
     assert all(not p.requires_grad and p.grad is None for p in fl.parameters())

@@ -183,6 +183,10 @@ class MSDIStage2(Trainer):
             :class:`deblurkit.losses.msdi.DegradationFeatureLoss`); required when
             ``feature_weight`` > 0.
         feature_weight: weight of the feature loss (official 1.0).
+        official_parts_train_mode: keep the frozen ``net_prior`` / ``prior_upsampling`` in training
+            mode as the official ``model.train()`` does, so their spectral-norm ``weight_u`` /
+            ``weight_v`` buffers keep updating and the degradation parts drift from the loaded
+            files (False by default: frozen parts stay in eval mode).
 
     The pixel loss is the config's ``loss`` (official ``psnr`` x 0.5) on each of the two outputs.
 
@@ -193,7 +197,8 @@ class MSDIStage2(Trainer):
 
     def setup(self) -> None:
         a = _take(self.recipe_args, f"{self.cfg.name}: recipe msdi_stage2",
-                  {"encoder": None, "prior": None, "feature_encoder": None, "feature_weight": 1.0})
+                  {"encoder": None, "prior": None, "feature_encoder": None, "feature_weight": 1.0,
+                   "official_parts_train_mode": False})
         if self.cfg.model.name not in ("msdi_net", "msdi2_net"):
             raise ValueError(f"{self.cfg.name}: recipe msdi_stage2 trains 'msdi_net' or 'msdi2_net', "
                              f"not {self.cfg.model.name!r}")
@@ -219,6 +224,10 @@ class MSDIStage2(Trainer):
         lq = batch["lq"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
         self.net.train()
+        if not self.args["official_parts_train_mode"]:
+            for part in (self.net.net_prior, self.net.prior_upsampling):
+                if not any(p.requires_grad for p in part.parameters()):
+                    part.eval()  # frozen for real: no spectral-norm power iterations either
         with self.autocast():
             outs = self.fwd["net"](lq)
         loss = gt.new_zeros(())
