@@ -48,23 +48,13 @@ GOAL_MB = 6 * 1000**3 / 2**20  # 6 GB in MiB
 HEIGHT, WIDTH = 4000, 6000
 
 
-def _status_kb(pid: int, field: str) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def child(args: argparse.Namespace) -> None:
     """Deblur the photo; print ``TILES done total`` lines and a final ``DONE {json}``."""
     import warnings
 
     import torch
 
+    from deblurkit.bench.cases import status_kb
     from deblurkit.inference import Deblurrer
 
     torch.set_num_threads(args.threads)
@@ -88,12 +78,14 @@ def child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     d.deblur_file(args.photo, args.out_dir, progress=progress)
     print("DONE " + json.dumps({"deblur_file_s": round(time.perf_counter() - t0, 1),
-                                "peak_rss_self_mb": round(_status_kb(os.getpid(), "VmHWM") / 1024), "tile": d.tile_for(HEIGHT, WIDTH),
+                                "peak_rss_self_mb": round(status_kb("VmHWM") / 1024), "tile": d.tile_for(HEIGHT, WIDTH),
                                 "tile_overlap": d.tile_overlap, "size_multiple": d.size_multiple,
                                 "parameters": sum(p.numel() for p in d.net.parameters())}), flush=True)
 
 
 def run_one(args: argparse.Namespace, model: str, photo: Path, out_dir: Path) -> dict:
+    from deblurkit.bench.cases import status_kb
+
     cmd = [sys.executable, __file__, "--_child", "--model", model, "--photo", str(photo), "--out-dir",
            str(out_dir), "--threads", str(args.threads), "--precision", args.precision,
            "--memory-tiles", str(args.memory_tiles if args.mode == "memory" else 0)]
@@ -121,7 +113,7 @@ def run_one(args: argparse.Namespace, model: str, photo: Path, out_dir: Path) ->
     while True:
         time.sleep(0.5)
         read_lines()
-        rss, peak = _status_kb(proc.pid, "VmRSS"), _status_kb(proc.pid, "VmHWM")
+        rss, peak = status_kb("VmRSS", proc.pid), status_kb("VmHWM", proc.pid)
         if peak:
             hwm = max(hwm, peak / 1024)
         now = round(time.monotonic() - t0, 1)

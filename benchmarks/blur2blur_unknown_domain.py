@@ -26,7 +26,6 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from deblurkit.data import SyntheticBlurDataset

@@ -104,9 +104,11 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def _status_kb(field: str) -> float | None:
+def status_kb(field: str, pid: int | str = "self") -> float | None:
+    """A ``/proc/<pid>/status`` field in kB (``VmRSS``, ``VmHWM``: peak resident set), or None
+    where /proc is unavailable (not Linux) or the process is gone."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return float(line.split()[1])
@@ -117,7 +119,7 @@ def _status_kb(field: str) -> float | None:
 
 def peak_rss_mb() -> float:
     """Peak RSS of this process in MiB since the last :func:`reset_peak_rss` (or its start)."""
-    kb = _status_kb("VmHWM")
+    kb = status_kb("VmHWM")
     if kb is None:
         import resource
         import sys
@@ -174,7 +176,7 @@ def measure(model: str, size: Size, device: str = "cpu", precision: str = "fp32"
     d.deblur_tensor(warm)
     _sync(dev)
     first = time.perf_counter() - t0
-    rss_before = _status_kb("VmRSS")
+    rss_before = status_kb("VmRSS")
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     else:

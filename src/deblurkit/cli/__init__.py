@@ -72,6 +72,20 @@ def image_saver(out, save_images: bool, data=None):
     return on_image
 
 
+def report_results(res, protocol: str, out, title: str) -> None:
+    """Print the mean PSNR / SSIM of an evaluation (with the blurry input's and the gain) and,
+    with ``out``, write ``results.csv`` / ``results.md`` there."""
+    from ..engine import write_results
+
+    m = res.mean
+    typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
+               f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "
+               f"SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})")
+    if out is not None:
+        csv_p, md_p = write_results(res, out, title=title)
+        typer.echo(f"wrote {csv_p} and {md_p}")
+
+
 for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
 

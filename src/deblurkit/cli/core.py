@@ -10,7 +10,7 @@ import typer
 from . import app
 from . import expected_errors as _expected_errors
 from . import fail as _fail
-from . import image_saver
+from . import image_saver, report_results
 from . import parse_tile as _parse_tile
 
 
@@ -123,7 +123,7 @@ def evaluate(
 
         return evaluate_events(data, layout, model, weights, protocol, split, out, save_images, device)
     from ..data import open_layout
-    from ..engine import evaluate_indexed, get_protocol, write_results
+    from ..engine import evaluate_indexed, get_protocol
     from ..engine.distributed import cleanup, init_from_env
     from .blur2blur import make_deblurrer
 
@@ -147,13 +147,7 @@ def evaluate(
     cleanup()
     if not dist_info.main:
         return
-    m = res.mean
-    typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
-               f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "
-               f"SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})")
-    if out is not None:
-        csv_p, md_p = write_results(res, out, title=f"{model or 'default'} on {data}")
-        typer.echo(f"wrote {csv_p} and {md_p}")
+    report_results(res, protocol, out, title=f"{model or 'default'} on {data}")
 
 
 @app.command()

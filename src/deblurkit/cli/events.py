@@ -26,7 +26,7 @@ import typer
 
 from . import expected_errors as _expected_errors
 from . import fail as _fail
-from . import image_saver
+from . import image_saver, report_results
 
 EVENT_MODELS = ("evdeblur", "evdeblur_rgb")
 
@@ -138,7 +138,7 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
     from ..data import open_layout
     from ..engine import evaluate as run_eval
     from ..engine import recipes  # noqa: F401 - registers the protocol 'evdeblur'
-    from ..engine import get_protocol, write_results
+    from ..engine import get_protocol
     from ..inference.events import EventDeblurrer
 
     if model not in EVENT_MODELS:
@@ -171,13 +171,7 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
         res = run_eval(restore, pairs(), protocol, total=len(ds), on_image=on_image)
     except _expected_errors() as e:
         _fail(str(e))
-    m = res.mean
-    typer.echo(f"{len(res.rows)} images, protocol {protocol}: PSNR {m['psnr']:.2f} dB "
-               f"(input {m['psnr_input']:.2f}, gain {m['psnr_gain']:+.2f}), "
-               f"SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})")
-    if out is not None:
-        csv_p, md_p = write_results(res, out, title=f"{model} on {data}")
-        typer.echo(f"wrote {csv_p} and {md_p}")
+    report_results(res, protocol, out, title=f"{model} on {data}")
 
 
 def _write_frame(out, out_dir, name, it, res, rgb, same_folder, compare, protected, events) -> None:

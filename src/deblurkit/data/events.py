@@ -79,16 +79,7 @@ def load_voxel_grid(path: str | os.PathLike, num_bins: int = NUM_BINS, normalize
         bins in the last axis, or non-finite values (naming the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"voxel grid not found: '{path}'")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"'{path}': cannot read the voxel grid: {exc}") from exc
-    if arr.ndim != 3 or arr.shape[-1] != num_bins:
-        raise ValueError(f"'{path}': voxel grid must be (H, W, {num_bins}) as the official .npy files, "
-                         f"got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
+    arr = _load_hw_array(path, "voxel grid", num_bins, " as the official .npy files").astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"'{path}': voxel grid contains NaN or infinite values")
     if normalize:
@@ -96,15 +87,27 @@ def load_voxel_grid(path: str | os.PathLike, num_bins: int = NUM_BINS, normalize
     return torch.from_numpy(from_official_layout(arr).astype(np.float32, copy=False))
 
 
-def _load_flow(path: Path) -> torch.Tensor:
+def _load_hw_array(path: Path, what: str, channels: int, note: str = "") -> np.ndarray:
+    """An (H, W, ``channels``) array from a ``.npy`` file of the official layouts.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: unreadable, or not (H, W, channels) (the file
+        and ``what`` it should hold named).
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"flow not found: '{path}'")
+        raise FileNotFoundError(f"{what} not found: '{path}'")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"'{path}': cannot read the flow ({e})") from None
-    if arr.ndim != 3 or arr.shape[-1] != 4:
-        raise ValueError(f"'{path}': flow must be (H, W, 4), got shape {arr.shape}")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"'{path}': cannot read the {what}: {exc}") from exc
+    if arr.ndim != 3 or arr.shape[-1] != channels:
+        raise ValueError(f"'{path}': {what} must be (H, W, {channels}){note}, got shape {arr.shape}")
+    return arr
+
+
+def _load_flow(path: Path) -> torch.Tensor:
+    """Official flow label (H, W, 4) ``.npy`` -> (4, H, W) float32 (see :func:`_load_hw_array`)."""
+    arr = _load_hw_array(path, "flow", 4)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr.astype(np.float32), -1, 0)))
 
 

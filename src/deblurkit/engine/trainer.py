@@ -429,6 +429,11 @@ class Trainer:
             self.ema.update(self.net)
         self.step += 1
 
+    def val_count(self) -> int:
+        """How many ``data.val`` items a validation scores: all, or ``eval.max_images``."""
+        n = len(self.val_set)
+        return min(n, self.cfg.eval.max_images) if self.cfg.eval.max_images else n
+
     @torch.no_grad()
     def validate(self) -> dict:
         """Mean PSNR / SSIM (``eval.protocol``) of the EMA (or live) network on ``data.val``,
@@ -440,9 +445,7 @@ class Trainer:
         net = self.eval_net
         net.eval()
         m = self.descriptor.size_multiple
-        n = len(self.val_set)
-        if self.cfg.eval.max_images:
-            n = min(n, self.cfg.eval.max_images)
+        n = self.val_count()
 
         def pair(i):
             it = self.val_set[i]

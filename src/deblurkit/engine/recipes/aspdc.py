@@ -152,9 +152,7 @@ class AspdcReblurRecipe(_AspdcRecipe):
     def validate(self) -> dict:
         net = self.eval_net
         net.eval()
-        n = len(self.val_set)
-        if self.cfg.eval.max_images:
-            n = min(n, self.cfg.eval.max_images)
+        n = self.val_count()
         psnr, psnr_in, ssim = [], [], []
         for i in range(n):
             it = self.val_set[i]

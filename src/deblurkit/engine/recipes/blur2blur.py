@@ -353,9 +353,7 @@ class KernelWizardTrainer(Trainer):
 
         net = self.eval_net
         net.eval()
-        n = len(self.val_set)
-        if self.cfg.eval.max_images:
-            n = min(n, self.cfg.eval.max_images)
+        n = self.val_count()
         rows = []
         for i in range(n):
             it = self.val_set[i]

@@ -147,9 +147,7 @@ class EvDeblurTrainer(Trainer):
         from ..evaluator import evaluate
 
         net = self.eval_net.eval()
-        n = len(self.val_set)
-        if self.cfg.eval.max_images:
-            n = min(n, self.cfg.eval.max_images)
+        n = self.val_count()
         current: dict = {}
 
         def pairs():

@@ -163,9 +163,7 @@ class RSSTRecipe(Trainer):
         """Protocol ``eval.protocol`` (``rsst``) on whole validation frames (no centre crop); adds
         ``score = (psnr + ssim) / 2``, the official best-checkpoint criterion."""
         self.eval_net.eval()
-        n = len(self.val_set)
-        if self.cfg.eval.max_images:
-            n = min(n, self.cfg.eval.max_images)
+        n = self.val_count()
 
         def pairs():
             for i in range(n):
