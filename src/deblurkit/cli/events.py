@@ -137,7 +137,6 @@ def evaluate_events(data: Path, layout: str, model: str, weights: Optional[Path]
     ``B``; each blurry image is restored with them (padding handled) and scored by the protocol."""
     from ..data import open_layout
     from ..engine import evaluate as run_eval
-    from ..engine import recipes  # noqa: F401 - registers the protocol 'evdeblur'
     from ..engine import get_protocol
     from ..inference.events import EventDeblurrer
 

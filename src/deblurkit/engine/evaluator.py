@@ -100,8 +100,6 @@ def get_protocol(name: str) -> Protocol:
         from .. import models  # noqa: F401
         from . import recipes  # noqa: F401
     if name not in PROTOCOLS:
-        from . import recipes  # noqa: F401 - system modules register their protocols on import
-    if name not in PROTOCOLS:
         raise KeyError(f"unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
     return PROTOCOLS[name]
 
