@@ -211,10 +211,7 @@ class Trainer:
                              f"({cfg.data.batch_size})")
         self.val_set = build_dataset(cfg.data.val, "data.val") if cfg.data.val else None
         params = [p for p in self.net.parameters() if p.requires_grad]
-        opt_cls = torch.optim.AdamW if cfg.optim.type == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                 weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps,
-                                 amsgrad=cfg.optim.amsgrad)
+        self.optimizer = self.make_optimizer(params)
         self.ema = EMA(self.net, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.criterion = WeightedLoss(cfg.loss)
         self.recipe_args = {k: v for k, v in cfg.recipe.items() if k != "type"}
@@ -253,6 +250,16 @@ class Trainer:
             raise ValueError(f"{self.cfg.name}: recipe 'supervised' takes no arguments, got "
                              f"{sorted(self.recipe_args)}")
 
+    def make_optimizer(self, params, *, lr: float | None = None, betas: tuple | None = None,
+                       **overrides) -> torch.optim.Optimizer:
+        """Adam or AdamW (``optim.type``) over ``params`` with the ``optim`` section's settings;
+        ``lr``, ``betas`` and any of ``weight_decay`` / ``eps`` / ``amsgrad`` override them."""
+        o = self.cfg.optim
+        opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
+        kw = {"weight_decay": o.weight_decay, "eps": o.eps, "amsgrad": o.amsgrad, **overrides}
+        return opt_cls(params, lr=o.lr if lr is None else lr,
+                       betas=tuple(o.betas if betas is None else betas), **kw)
+
     def add_aux(self, name: str, module: nn.Module, *, trainable: bool, lr: float | None = None,
                 betas: tuple | None = None, **optim_kwargs) -> nn.Module:
         """Register an auxiliary network (moved to the device, saved in checkpoints).
@@ -264,14 +271,8 @@ class Trainer:
         module = module.to(self.device)
         self.aux[name] = module
         if trainable:
-            o = self.cfg.optim
-            opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
-            self.aux_optimizers[name] = opt_cls(
-                module.parameters(), lr=lr if lr is not None else o.lr,
-                betas=tuple(betas if betas is not None else o.betas),
-                weight_decay=optim_kwargs.pop("weight_decay", o.weight_decay),
-                eps=optim_kwargs.pop("eps", o.eps), amsgrad=optim_kwargs.pop("amsgrad", o.amsgrad),
-                **optim_kwargs)
+            self.aux_optimizers[name] = self.make_optimizer(module.parameters(), lr=lr, betas=betas,
+                                                            **optim_kwargs)
             for g in self.aux_optimizers[name].param_groups:
                 g.setdefault("initial_lr", g["lr"])
             self.fwd[name] = module
