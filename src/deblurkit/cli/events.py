@@ -18,15 +18,17 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-import torch
 import typer
 
 from . import expected_errors as _expected_errors
 from . import fail as _fail
 from . import image_saver, report_results
+
+if TYPE_CHECKING:  # torch / numpy are imported where used: `deblurkit --help` stays light
+    import numpy as np
+    import torch
 
 EVENT_MODELS = ("evdeblur", "evdeblur_rgb")
 
@@ -49,6 +51,9 @@ def event_image(voxel: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Colour picture of a voxel grid (bins, H, W): per pixel the sum over bins, red where > 0
     (more ON events), blue where < 0, white where 0 (the colours of the official
     ``visualize_voxel_grid`` in ``scripts/script_utils/Events.py``). Returns (3, H, W) in [0, 1]."""
+    import numpy as np
+    import torch
+
     s = torch.as_tensor(np.asarray(voxel)).sum(0)
     img = torch.ones(3, *s.shape)
     img[1:, s > 0] = 0.0
@@ -58,6 +63,8 @@ def event_image(voxel: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def _panel(blurry: torch.Tensor, voxel: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
     """blurry | events | deblurred, RGB, with 4-pixel white bars (events resized to the image)."""
+    import torch
+
     h, w = sharp.shape[-2:]
     ev = event_image(voxel)
     if ev.shape[-2:] != (h, w):
@@ -177,6 +184,8 @@ def _write_frame(out, out_dir, name, it, res, rgb, same_folder, compare, protect
     """Write one deblurred frame (``S_pred*/``) and, unless ``out`` is the input folder, its
     blurry APS/RGB frames and voxel grid in the official layout; ``--compare`` panels too.
     Raises ImageWriteError before overwriting a ``protected`` input."""
+    import numpy as np
+
     from ..io import save_image
     from ..io.atomic import atomic_path
     from ..synth.voxel import to_official_layout
