@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+from msdi_helpers import TINY
+from msdi_helpers import settle_spectral_norms as _settle_spectral_norms
 from torch import nn
 
 import deblurkit.models as M
@@ -28,7 +30,6 @@ from deblurkit.models.msdi import (
     load_msdi_parts,
 )
 
-TINY = {"wf": 4, "spade_hidden": 8}
 NAMES = [
     "msdi_net", "msdi2_net", "msdi2e", "msdi_discriminator",
     "msdi_encoder", "msdi_prior_upsampling", "msdi2_encoder", "msdi2_prior_upsampling",
@@ -55,23 +56,6 @@ def _randomise(net: nn.Module, seed: int) -> nn.Module:
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return net
-
-
-def _settle_spectral_norms(net: nn.Module) -> nn.Module:
-    """Set every spectral norm's (u, v) to the top singular pair of its weight.
-
-    A fresh ``torch.nn.utils.spectral_norm`` starts from random (u, v) and only converges by one
-    power iteration per training-mode forward; in ``eval()`` an untrained network would divide
-    by a random ``u^T W v``. Trained (and released) checkpoints carry converged vectors.
-    """
-    with torch.no_grad():
-        for mod in net.modules():
-            if hasattr(mod, "weight_orig") and hasattr(mod, "weight_u"):
-                w = mod.weight_orig.reshape(mod.weight_orig.shape[0], -1)
-                u, _, vh = torch.linalg.svd(w, full_matrices=False)
-                mod.weight_u.copy_(u[:, 0])
-                mod.weight_v.copy_(vh[0])
     return net
 
 
