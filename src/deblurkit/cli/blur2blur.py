@@ -18,17 +18,34 @@ app.add_typer(b2b_app, name="blur2blur")
 
 
 def make_deblurrer(model: Optional[str], weights: Optional[Path], converter: Optional[Path],
-                   deblurrer: Optional[str], **kwargs):
-    """The restorer of ``deblurkit deblur``/``evaluate``: a plain :class:`Deblurrer`, or, with
-    ``--model blur2blur``, a :class:`~deblurkit.inference.blur2blur.Blur2BlurDeblurrer`.
+                   deblurrer: Optional[str], *, classical: Optional[dict] = None, **kwargs):
+    """The restorer of ``deblurkit deblur``/``evaluate``: without a model and weights (or with
+    ``--model classical``) the classical pipeline
+    (:class:`~deblurkit.inference.classical.ClassicalDeblurrer`, options ``classical``: kernel,
+    kernel_size, method, save_kernel, spatially_varying); a plain :class:`Deblurrer` for a network
+    (``mimo_unet_small`` loads the embedded weights; ``--weights`` alone: the architecture is
+    detected from the file); with ``--model blur2blur`` a
+    :class:`~deblurkit.inference.blur2blur.Blur2BlurDeblurrer`. ``kwargs``: device, precision,
+    tile, tile_overlap, progress (``precision`` must be fp32 for the classical pipeline).
 
     Raises:
         ValueError: ``blur2blur`` without ``--converter``, ``--converter``/``--deblurrer`` with
-            another model, or ``--weights`` with ``blur2blur`` (the deblurrer's weights go in
-            ``--deblurrer NAME:CKPT``).
+            another model, ``--weights`` with ``blur2blur`` (the deblurrer's weights go in
+            ``--deblurrer NAME:CKPT``) or with the classical pipeline, bf16 with the classical
+            pipeline, bad classical options.
     """
     from ..inference import Deblurrer
 
+    if model == "classical" or (model is None and weights is None):
+        from ..inference.classical import ClassicalDeblurrer
+
+        if converter is not None or deblurrer is not None:
+            raise ValueError("--converter and --deblurrer belong to --model blur2blur")
+        if weights is not None:
+            raise ValueError("--weights belongs to a network (--model NAME): the classical pipeline has no weights")
+        if kwargs.pop("precision", "fp32") != "fp32":
+            raise ValueError("--precision bf16 applies to networks; the classical pipeline runs in fp32")
+        return ClassicalDeblurrer(**(classical or {}), **kwargs)
     if model != "blur2blur":
         if converter is not None or deblurrer is not None:
             raise ValueError("--converter and --deblurrer belong to --model blur2blur")

@@ -18,13 +18,18 @@ from . import parse_tile as _parse_tile
 def deblur(
     inputs: Optional[List[Path]] = typer.Argument(None, help="Image files and/or folders of images."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (created)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name; default: the embedded model."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.pth/.pt/.safetensors)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="'classical' (the default: blind kernel estimation + deconvolution, no weights), 'mimo_unet_small' (embedded network) or a registered network (with --weights)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.pth/.pt/.safetensors) of --model NET."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Classical: deconvolve with this blur kernel (.npy array, or a PNG/JPEG picture normalised to sum 1) instead of estimating one."),
+    kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Classical: odd kernel size in pixels for the estimator (default: automatic)."),
+    save_kernel: bool = typer.Option(False, "--save-kernel", help="Classical: also write <name>_kernel.png (for viewing) and <name>_kernel.npy (exact)."),
+    spatially_varying: bool = typer.Option(False, "--spatially-varying", help="Classical: estimate kernels per region and blend them (blur that changes across the photo)."),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="Classical: blind kernel estimator, dark_channel (default) or l0."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)."),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast; networks only)."),
     tile: Optional[str] = typer.Option("auto", help="Tile size in pixels, 'auto' (tile large images) or 'off'."),
-    tile_overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
-    compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.png (input | result)."),
+    tile_overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended; classical: at least twice the kernel size)."),
+    compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.png (input | result; classical: with the kernel inset)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable file."),
     events: Optional[Path] = typer.Option(None, "--events", help="Event recording (.aedat4/.npz/.h5) or official real/hybrid folder: deblur its APS frames with --model evdeblur[_rgb] (no image inputs)."),
     event_window: str = typer.Option("exposure", help="With --events: events of each frame's 'exposure', its readout 'frame', or N microseconds around the exposure."),
@@ -32,7 +37,16 @@ def deblur(
     converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
 ):
-    """Deblur images with the embedded default model or any registered model + weights."""
+    """Deblur images: by default with classical blind deconvolution (the kernel is estimated per
+    photo, or given with --kernel); or with a network (--model mimo_unet_small, or NAME --weights W)."""
+    classical_opts = {"--kernel": kernel is not None, "--kernel-size": kernel_size is not None,
+                      "--save-kernel": save_kernel, "--spatially-varying": spatially_varying,
+                      "--estimator": estimator is not None}
+    is_classical = model == "classical" or (model is None and weights is None)
+    if not is_classical and any(classical_opts.values()):
+        used = ", ".join(k for k, v in classical_opts.items() if v)
+        _fail(f"{used} only apply to the classical pipeline (no --model, or --model classical), "
+              f"not to {'--model ' + model if model else '--weights'}")
     if events is not None or (model or "").startswith("evdeblur"):
         from .events import deblur_events
 
@@ -53,11 +67,22 @@ def deblur(
         files = list_images(inputs)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
+        classical = None
+        if is_classical:
+            from .deconv import check_kernel_fits, classical_options
+
+            classical = classical_options(kernel, kernel_size, save_kernel, spatially_varying, estimator)
+            check_kernel_fits(classical.get("kernel"), kernel, files)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
-                           tile=_parse_tile(tile), tile_overlap=tile_overlap)
+                           tile=_parse_tile(tile), tile_overlap=tile_overlap, classical=classical)
         summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
     except _expected_errors() as e:
         _fail(str(e))
+    for path, note in summary.notes.items():
+        if path in summary.fell_back:
+            typer.secho(f"{path}: {note}", fg=typer.colors.YELLOW, err=True)
+        else:
+            typer.echo(f"{path}: {note}")
     for path, exc in summary.failed.items():
         msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -96,7 +121,8 @@ def evaluate(
     layout: str = typer.Option("gopro", "--layout", help="Data layout: gopro (<split>/<scene>/{blur,sharp}) or another registered one (deblurkit.data.LAYOUTS)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model; default: the embedded model."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
-    protocol: str = typer.Option("standard", help="Evaluation protocol (metric variant of a paper)."),
+    protocol: str = typer.Option("standard", help="Evaluation protocol (metric variant of a paper); levin: up to shift, "
+                                 "with the true-kernel ceiling and error ratio when the data hold each pair's kernel."),
     split: str = typer.Option("test", help="Split folder inside --data."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder for results.csv / results.md (and images)."),
     save_images: bool = typer.Option(False, "--save-images"),
@@ -110,6 +136,8 @@ def evaluate(
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] after conversion (default: the embedded model)."),
 ):
     """Evaluate a model on paired data: per-image and mean PSNR / SSIM, with the input's as baseline.
+    Data written by `deblurkit synth pairs` also give each pair's kernel (used by --protocol levin)
+    and its kernel label (per-kernel means in results.md).
     Under torchrun the images are split over the processes and the rows gathered; rank 0 writes."""
     if reblur_weights is not None and not reblur_consistency:
         _fail("--reblur-weights is only used with --reblur-consistency")
@@ -125,12 +153,14 @@ def evaluate(
     from ..data import open_layout
     from ..engine import evaluate_indexed, get_protocol
     from ..engine.distributed import cleanup, init_from_env
+    from ..synth.pairs import pair_labels
     from .blur2blur import make_deblurrer
 
     try:
         dist_info, device = init_from_env(device)
         get_protocol(protocol)
         ds = open_layout(layout, data, split)
+        labels = pair_labels(data)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap, progress=False)
     except _expected_errors() as e:
@@ -138,7 +168,12 @@ def evaluate(
 
     def pair(i):
         it = ds[i]
-        return it["name"], it["lq"], it["gt"]
+        info = {"device": device}
+        if "kernel" in it:
+            info["kernel"] = it["kernel"]
+        if it["name"] in labels:
+            info["group"] = labels[it["name"]]
+        return it["name"], it["lq"], it["gt"], info
 
     on_image = image_saver(out, save_images, data)
 
@@ -180,9 +215,14 @@ def export(
 
 @app.command("models")
 def models_cmd():
-    """List the registered models with their descriptors."""
+    """List the deblurrers: the classical pipeline (the default), the embedded network, and the
+    registered networks with their descriptors."""
     from ..models import get_descriptor, list_models
 
+    typer.echo(f"{'classical':22s} (default) blind kernel estimation + non-blind deconvolution, no weights; "
+               "--kernel, --kernel-size, --estimator, --save-kernel, --spatially-varying")
+    typer.echo(f"{'mimo_unet_small':22s} embedded weights (narrow MIMO-UNet trained on CPU, "
+               "docs/models/mimo_unet_small.md); no --weights needed")
     for name in list_models():
         d = get_descriptor(name)
         typer.echo(f"{name:22s} system={d.system:10s} multiple={d.size_multiple:<4d} inputs={','.join(d.input_kinds)}")

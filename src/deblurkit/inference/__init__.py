@@ -10,13 +10,23 @@ Public API::
               tile_overlap=32, progress=True, model_overrides=None, allow_random=False)
         .deblur_tensor(x) / .deblur_file(path, out_dir, compare=False) / .deblur_files(paths, out_dir)
     make_comparison(before, after) -> (C, H, 2W + SEPARATOR_PX) side-by-side image
+    ClassicalDeblurrer(kernel=None, kernel_size=None, method="dark_channel",
+                       spatially_varying=False, save_kernel=False, device="cpu", tile="auto")
+        the default deblurrer (blind kernel estimation + non-blind deconvolution), same interface
+        .restore(x) -> ClassicalResult(image, kernel, fell_back, reason, ...)
+    read_kernel(path) / write_kernel(kernel, png, npy)   # PSF files (.npy, PNG)
+
+``Deblurrer()`` / ``Deblurrer("mimo_unet_small")`` run the embedded network (weights shipped in
+the package); ``deblurkit deblur`` without ``--model`` runs :class:`ClassicalDeblurrer`.
 
 Tensors are float32 RGB (or grey) in [0, 1] throughout; networks' own value ranges and size
 multiples are handled inside (see ``deblurkit.models.ModelDescriptor``). The model, image I/O
 and tqdm are imported lazily, so padding and tiling are usable on their own.
 """
+from .classical import CLASSICAL_NAME, ClassicalDeblurrer, ClassicalResult, read_kernel, write_kernel
 from .deblurrer import (
     DEFAULT_WEIGHTS_DIR,
+    EMBEDDED_MODEL,
     SEPARATOR_PX,
     Deblurrer,
     DeblurSummary,
@@ -39,7 +49,11 @@ from .tiling import (
 __all__ = [
     "BF16_MEMORY_FACTOR",
     "BYTES_PER_PIXEL_FP32",
+    "CLASSICAL_NAME",
     "CPU_MEMORY_BUDGET_MB",
+    "ClassicalDeblurrer",
+    "ClassicalResult",
+    "EMBEDDED_MODEL",
     "DEFAULT_TILE",
     "DEFAULT_WEIGHTS_DIR",
     "SEPARATOR_PX",
@@ -52,7 +66,9 @@ __all__ = [
     "default_model_info",
     "make_comparison",
     "pad_to_multiple",
+    "read_kernel",
     "reflect_indices",
     "tile_starts",
     "tiled_forward",
+    "write_kernel",
 ]

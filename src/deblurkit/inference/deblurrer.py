@@ -3,10 +3,14 @@
 Used by the ``deblurkit deblur`` command and by Python users::
 
     >>> from deblurkit.inference import Deblurrer
-    >>> d = Deblurrer()                                   # the embedded default model
+    >>> d = Deblurrer("mimo_unet_small")                  # the embedded network (weights shipped)
     >>> d.deblur_files(["photo.jpg"], "out/", compare=True)
     >>> d = Deblurrer("mimo_unet", weights="MIMO-UNet.pkl", device="cuda", precision="bf16")
     >>> sharp = d.deblur_tensor(blurry)                   # (N,3,H,W) or (3,H,W) in [0, 1]
+
+The toolkit's default deblurrer (``deblurkit deblur`` without ``--model``, the web app) is not a
+network but the classical blind-deconvolution pipeline,
+:class:`~deblurkit.inference.classical.ClassicalDeblurrer`, which has the same interface.
 
 Everything at this level is float32 RGB in [0, 1]; a network's own value range
 (``ModelDescriptor.value_range``) is converted to and from linearly around the network call, and
@@ -39,6 +43,7 @@ __all__ = [
     "make_comparison",
     "default_model_info",
     "DEFAULT_WEIGHTS_DIR",
+    "EMBEDDED_MODEL",
     "SEPARATOR_PX",
 ]
 
@@ -47,6 +52,10 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 #: Package-relative folder holding ``default.json`` and the default weights file.
 DEFAULT_WEIGHTS_DIR = "weights"
+#: Name of the network whose weights ship inside the package (``weights/default.json``): a
+#: narrow MIMO-UNet, see docs/models/mimo_unet_small.md. ``Deblurrer("mimo_unet_small")`` and
+#: ``Deblurrer()`` load it without a weights file.
+EMBEDDED_MODEL = "mimo_unet_small"
 #: Width of the white separator between the panels of a comparison image (pixels).
 SEPARATOR_PX = 4
 
@@ -56,12 +65,13 @@ def _missing_default_error(what: str) -> FileNotFoundError:
         f"the embedded default weights are missing ({what}); this installation of deblurkit ships "
         "no default model (expected deblurkit/weights/default.json and the weights file it names). "
         "Pass a model and weights explicitly: Deblurrer(model='mimo_unet', weights='PATH') in Python, "
-        "or `deblurkit deblur --model mimo_unet --weights PATH ...` on the command line."
+        "or `deblurkit deblur --model mimo_unet --weights PATH ...` on the command line (without "
+        "--model, `deblurkit deblur` runs the classical pipeline, which needs no weights)."
     )
 
 
 def default_model_info() -> dict[str, Any]:
-    """Read the embedded default model description ``deblurkit/weights/default.json``.
+    """Read the description of the embedded network ``mimo_unet_small`` (``deblurkit/weights/default.json``).
 
     The file holds at least ``{"model": <registry name>, "weights": <file name next to it>}``
     and optionally ``"overrides"`` (constructor keyword arguments for ``build``); other keys
@@ -151,15 +161,21 @@ class DeblurSummary:
     """Result of :meth:`Deblurrer.deblur_files`.
 
     Attributes:
-        written: ``{input path: {"deblurred": Path, "compare": Path (if requested)}}``.
+        written: ``{input path: {"deblurred": Path, "compare": Path (if requested), ...}}``.
         failed: ``{input path: exception}`` for inputs that could not be processed; each
             message names the file.
         seconds: wall-clock time of the whole call.
+        notes: ``{input path: one line}`` about how a file went (the classical pipeline: the
+            kernel used, or why its estimate fell back); empty for networks.
+        fell_back: inputs whose kernel estimate was judged unreliable (a conservative result
+            was written; their note says what).
     """
 
     written: dict[Path, dict[str, Path]] = field(default_factory=dict)
     failed: dict[Path, BaseException] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: dict[Path, str] = field(default_factory=dict)
+    fell_back: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -181,9 +197,12 @@ class Deblurrer:
     """Deblur images with a registered network: padding, tiling, device and precision handled.
 
     Args:
-        model: registry name (``deblurkit.models.list_models()``), or ``None`` for the embedded
-            default (``deblurkit/weights/default.json`` + its weights file); with ``None`` and
-            ``weights`` given, the architecture is detected from the checkpoint's keys.
+        model: registry name (``deblurkit.models.list_models()``), ``"mimo_unet_small"`` or
+            ``None`` for the embedded network (``deblurkit/weights/default.json`` + its weights
+            file; with ``"mimo_unet_small"`` and ``weights``, that architecture with the given
+            weights); with ``None`` and ``weights`` given, the architecture is detected from the
+            checkpoint's keys. (The classical pipeline, the CLI's default, is
+            :class:`~deblurkit.inference.classical.ClassicalDeblurrer`.)
         weights: checkpoint file (``.safetensors``, ``.pth``/``.pt``/``.pkl`` with the official
             wrappers; see ``deblurkit.models.load_checkpoint``). When ``model_overrides`` is not
             given and the file fits ``model`` with other constructor options (e.g. a narrower
@@ -240,7 +259,13 @@ class Deblurrer:
             weights = Path(weights)
             if not weights.is_file():
                 raise FileNotFoundError(f"weights file not found: '{weights}'")
-        if model is None and weights is None:
+        if model == EMBEDDED_MODEL:
+            info = default_model_info()
+            self.default_info = info if weights is None else None
+            model = info["model"]
+            overrides = {**info["overrides"], **overrides}
+            weights = info["weights_path"] if weights is None else weights
+        elif model is None and weights is None:
             info = default_model_info()
             self.default_info = info
             model = info["model"]
@@ -575,13 +600,18 @@ class Deblurrer:
                 )
             }
             if compare:
-                panel = make_comparison(loaded.image, result)
+                panel = self.comparison_panel(loaded.image, result)
                 written["compare"] = dio.save_image(targets["compare"], panel, bit_depth=8, protected=guard)
         except Exception as exc:
             if str(path) not in str(exc):
                 exc.add_note(f"while deblurring '{path}'")
             raise
         return written
+
+    def comparison_panel(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """The ``<stem>_compare.png`` picture: :func:`make_comparison` of input and result
+        (subclasses add to it, e.g. the classical pipeline's kernel inset)."""
+        return make_comparison(before, after)
 
     def deblur_files(
         self,
