@@ -11,19 +11,36 @@ from . import fail as _fail
 from . import synth_app
 
 
+def _parse_range(text: str, option: str) -> float | tuple[float, float]:
+    """``"A,B"`` -> (A, B) (a uniform range), ``"A"`` -> A; exits 2 naming ``option`` otherwise."""
+    parts = [t.strip() for t in str(text).split(",")]
+    try:
+        vals = [float(t) for t in parts]
+    except ValueError:
+        _fail(f"{option}: expected a number or A,B (e.g. 2.5,6), got {text!r}")
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) != 2:
+        _fail(f"{option}: expected a number or A,B (e.g. 2.5,6), got {text!r}")
+    return vals[0], vals[1]
+
+
 @synth_app.command("pairs")
 def synth_pairs(
     photos: Path = typer.Option(..., "--photos", help="Folder of sharp photographs (see --recursive)."),
     out: Path = typer.Option(..., "--out", help="Output root (GoPro layout)."),
-    kernels: str = typer.Option("mixed", help="trajectory, levin or mixed."),
+    kernels: str = typer.Option("mixed", help="trajectory, levin, mixed, disk (defocus discs, radius from --disk-radius) "
+                                "or shake (long smooth camera-shake paths, length from --shake-length)."),
     levin: Optional[Path] = typer.Option(None, "--levin", help="levin09_kernels.npz (needed for levin/mixed)."),
     noise_sigma: float = typer.Option(0.01, help="Gaussian noise sigma on [0,1] (plus 8-bit quantisation)."),
     seed: int = typer.Option(0),
     include: List[str] = typer.Option([], "--include", help="Only photos whose name matches this glob (repeatable)."),
     test: List[str] = typer.Option([], "--test", help="Photos matching this glob go to test/ (repeatable)."),
     crop: Optional[int] = typer.Option(None, help="Crop size of each pair (default: whole photo)."),
-    crops_per_photo: int = typer.Option(1, help="Pairs per photo."),
-    every_kernel: bool = typer.Option(False, "--every-kernel", help="One pair per photo and per kernel of the bank (evaluation sets)."),
+    crops_per_photo: int = typer.Option(1, help="Pairs per photo (random kernel families: each with its own seeded kernel)."),
+    every_kernel: bool = typer.Option(False, "--every-kernel", help="One pair per photo and per kernel of the bank (evaluation sets; levin/mixed only)."),
+    disk_radius: str = typer.Option("2.5,6", "--disk-radius", help="--kernels disk: radius in px, R or A,B (uniform per pair)."),
+    shake_length: str = typer.Option("10,40", "--shake-length", help="--kernels shake: path length in px, L or A,B (uniform per pair)."),
     recursive: bool = typer.Option(False, "--recursive", help="Search --photos recursively."),
     texture_candidates: int = typer.Option(1, help="Keep the most textured of N random crop positions (evaluation sets: 16)."),
     center_kernels: bool = typer.Option(False, "--center-kernels", help="Re-centre Levin kernels on their centroid (blur without a shift)."),
@@ -31,12 +48,14 @@ def synth_pairs(
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from ..synth import build_pairs
 
+    radius = _parse_range(disk_radius, "--disk-radius")
+    length = _parse_range(shake_length, "--shake-length")
     try:
         manifest = build_pairs(photos, out, kernels=kernels, levin_path=levin, noise_sigma=noise_sigma,
                                seed=seed, include=include or None, test_patterns=test or None,
                                crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel,
                                recursive=recursive, texture_candidates=texture_candidates,
-                               center_kernels=center_kernels)
+                               center_kernels=center_kernels, disk_radius=radius, shake_length=length)
     except _expected_errors() as e:
         _fail(str(e))
     n = manifest.get("num_pairs", "?") if isinstance(manifest, dict) else "?"

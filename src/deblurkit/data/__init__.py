@@ -15,7 +15,7 @@ from .synthetic import SyntheticBlurDataset
 
 register_dataset("paired", PairedImageDataset)
 register_dataset("synthetic", SyntheticBlurDataset)
-register_layout("gopro", lambda root, split: PairedImageDataset(root, split=split))
+register_layout("gopro", lambda root, split: PairedImageDataset(root, split=split, with_kernel=True))
 
 __all__ = ["PairedImageDataset", "SyntheticBlurDataset", "find_pairs", "item_generator",
            "DATASETS", "LAYOUTS", "open_layout", "register_dataset", "register_layout"]

@@ -186,9 +186,14 @@ class PairedImageDataset(PairListDataset):
         seed: base seed; item ``i`` of epoch ``e`` draws from a generator seeded by
             ``(seed, e, i)`` (see :meth:`set_epoch`), so crops are reproducible.
         lq_dir, gt_dir: sub-folder names of the blurry and sharp images.
+        with_kernel: whole, unaugmented items also carry ``"kernel"`` ((kh, kw) float32, the true
+            kernel) when ``<scene>/kernel/<stem>.npy`` exists (synthetic pairs); used by the
+            ``levin`` evaluation protocol. Off by default (kernels differ in size, so batches
+            of them would not collate).
 
     Items:
-        ``{"lq": (3,h,w) float32 [0,1], "gt": (3,h,w) float32 [0,1], "name": "<scene>/<file>"}``.
+        ``{"lq": (3,h,w) float32 [0,1], "gt": (3,h,w) float32 [0,1], "name": "<scene>/<file>"}``
+        (plus ``"kernel"``, see ``with_kernel``).
 
     Raises:
         FileNotFoundError / ValueError from :func:`find_pairs` (named folder); ValueError when a
@@ -206,7 +211,28 @@ class PairedImageDataset(PairListDataset):
         *,
         lq_dir: str = "blur",
         gt_dir: str = "sharp",
+        with_kernel: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
+        self.with_kernel = with_kernel
         super().__init__(find_pairs(self.root, split, lq_dir, gt_dir), patch_size, augment, seed)
+
+    def kernel_path(self, index: int) -> Path:
+        """``<root>/<split>/<scene>/kernel/<stem>.npy`` of item ``index`` (written by
+        :func:`deblurkit.synth.build_pairs`; it may not exist)."""
+        _, lq_path, _ = self.pairs[index]
+        return Path(lq_path).parent.parent / "kernel" / f"{Path(lq_path).stem}.npy"
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        if self.with_kernel and self.patch_size is None and not self.augment:
+            p = self.kernel_path(index)
+            if p.is_file():
+                import numpy as np
+
+                try:
+                    item["kernel"] = torch.from_numpy(np.load(p, allow_pickle=False).astype("float32"))
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"{p}: unreadable kernel file ({e})") from e
+        return item

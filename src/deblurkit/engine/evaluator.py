@@ -3,7 +3,13 @@
 Protocols are named after the paper whose numbers they reproduce; ``standard`` is the common
 full-image protocol (output clamped to [0, 1], PSNR on float RGB with data range 1, Gaussian
 ``ssim`` equal to scikit-image's). Each protocol also scores the blurry input, so the gain of a
-deblurrer over doing nothing is part of every table.
+deblurrer over doing nothing is part of every table. ``levin`` scores up to shift (Levin et al.
+2009, :mod:`deblurkit.metrics.levin`) and, when the data give each pair's true kernel, adds the
+true-kernel ceiling and Levin's error ratio.
+
+A pair may carry a fourth item, a dict ``info``: ``info["kernel"]`` (the true (kh, kw) kernel)
+is used by protocols with an ``extra`` step; ``info["group"]`` (e.g. the kernel's name) becomes
+the row's ``group`` column and the Markdown table gets per-group means.
 """
 from __future__ import annotations
 
@@ -29,15 +35,25 @@ class Protocol:
 
     ``score(restored, gt)`` takes (1, 3, H, W) float tensors in [0, 1] (restored may exceed the
     range; the protocol decides whether to clamp) and returns ``{"psnr": dB, "ssim": value, ...}``
-    (extra keys, e.g. a per-region breakdown, become extra columns). ``apply(restore, blurry)``,
+    (extra keys, e.g. a per-region breakdown, become extra columns; it scores the blurry input
+    the same way, into ``<key>_input`` columns). ``apply(restore, blurry)``,
     when given, says how the protocol runs the restorer (tiles, padding with a mask, ...); by
     default the whole (1, 3, H, W) image goes through ``restore`` once.
+
+    ``extra(restored, blurry, gt, info, scores)``, when given, adds columns that need more than
+    the restored/reference pair (run once per pair, not for the input): ``info`` is the pair's
+    optional dict (e.g. ``{"kernel": (kh, kw) tensor}``, ``{}`` when none), ``scores`` what
+    ``score`` returned for ``restored``; it returns a dict of extra columns (``{}`` when it has
+    nothing to add). ``summary(rows)``, when given, returns Markdown lines added below the means
+    table (e.g. a success rate).
     """
 
     name: str
     description: str
     score: Callable[[Tensor, Tensor], dict]
     apply: Callable[[Callable[[Tensor], Tensor], Tensor], Tensor] | None = None
+    extra: Callable[[Tensor, Tensor, Tensor, dict, dict], dict] | None = None
+    summary: Callable[[list], list] | None = None
 
 
 def _standard(restored: Tensor, gt: Tensor) -> dict:
@@ -62,6 +78,60 @@ def _realblur(restored: Tensor, gt: Tensor) -> dict:
     return realblur_psnr_ssim(restored, gt)
 
 
+LEVIN_OPTIONS = {"max_shift": 5, "border": 15, "step": 0.25}
+"""The ``comp_upto_shift`` settings of the ``levin`` protocol (Levin et al. 2009's own)."""
+
+LEVIN_SUCCESS_RATIO = 3.0
+"""Levin et al. 2009 (Sec. 5) count a blind result as a success when its error ratio is <= 3."""
+
+
+def _levin(restored: Tensor, gt: Tensor) -> dict:
+    from ..metrics.levin import comp_upto_shift
+
+    r = restored.clamp(0, 1)
+    s = comp_upto_shift(r, gt, **LEVIN_OPTIONS)
+    dy, dx = (float(v) for v in s.shift[0])
+    return {
+        "psnr": float(s.psnr[0]),
+        "ssim": float(s.ssim[0]),
+        "psnr_raw": float(metrics.psnr(r, gt, data_range=1.0)[0]),
+        "ssim_raw": float(metrics.ssim(r, gt)[0]),
+        "ssd": float(s.ssd[0]),
+        "shift": f"{dy:+.2f} {dx:+.2f}",
+    }
+
+
+def _levin_extra(restored: Tensor, blurry: Tensor, gt: Tensor, info: dict, scores: dict) -> dict:
+    """True-kernel ceiling and error ratio: the classical pipeline's non-blind stage run with the
+    pair's true kernel (``deblurkit.deconv.pipeline.blind_deblur(blurry, kernel=k)``)."""
+    kernel = info.get("kernel")
+    if kernel is None:
+        return {}
+    from ..deconv.pipeline import blind_deblur
+    from ..metrics.levin import comp_upto_shift
+
+    device = info.get("device") or blurry.device
+    k = torch.as_tensor(kernel, dtype=torch.float32).to(device)
+    ceiling = blind_deblur(blurry.to(device), kernel=k).image.float().cpu().clamp(0, 1)
+    s = comp_upto_shift(ceiling, gt, **LEVIN_OPTIONS)
+    ssd_true = float(s.ssd[0])
+    ratio = scores["ssd"] / ssd_true if ssd_true > 0 else (float("nan") if scores["ssd"] == 0 else float("inf"))
+    return {"psnr_true_kernel": float(s.psnr[0]), "ssim_true_kernel": float(s.ssim[0]), "error_ratio": ratio}
+
+
+def _levin_summary(rows: list) -> list:
+    ratios = sorted(r["error_ratio"] for r in rows if isinstance(r.get("error_ratio"), float)
+                    and not math.isnan(r["error_ratio"]))
+    if not ratios:
+        return []
+    n = len(ratios)
+    med = ratios[n // 2] if n % 2 else 0.5 * (ratios[n // 2 - 1] + ratios[n // 2])
+    ok = sum(v <= LEVIN_SUCCESS_RATIO for v in ratios)
+    return [f"Error ratio (Levin et al. 2009; SSD up to shift of the result / of the same non-blind "
+            f"deconvolution with the true kernel): median {med:.2f}, "
+            f"<= {LEVIN_SUCCESS_RATIO:g} (success) for {ok}/{n} pairs ({100.0 * ok / n:.0f} %)."]
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "standard": Protocol(
         "standard",
@@ -82,6 +152,17 @@ PROTOCOLS: dict[str, Protocol] = {
         "and aligned to the reference (OpenCV ECC homography), PSNR and Gaussian SSIM over the valid "
         "(warped) region only; extra column ecc_ok. The input column is aligned the same way",
         _realblur,
+    ),
+    "levin": Protocol(
+        "levin",
+        "Levin et al. 2009 comp_upto_shift: output clamped to [0,1]; the translation (|dy|,|dx| <= 5 px, "
+        "1/4 px steps, bilinear) that best aligns it with the reference; PSNR on float RGB and Gaussian SSIM "
+        "of the aligned overlap, 15 px border cropped (psnr, ssim, ssd); psnr_raw / ssim_raw = the standard "
+        "protocol (no shift, full image). With the true kernel: the same non-blind deconvolution run with it "
+        "(psnr_true_kernel, ssim_true_kernel) and the error ratio ssd / ssd of that result",
+        _levin,
+        extra=_levin_extra,
+        summary=_levin_summary,
     ),
 }
 
@@ -104,29 +185,69 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, str)
+
+
+def _means(rows: list[dict]) -> dict:
+    """Mean of every numeric column over the rows that have a finite value (text columns such
+    as ``name``, ``group`` or ``shift`` are skipped); ``psnr_gain`` = psnr - psnr_input."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k, v in r.items() if k not in keys and _is_number(v)]
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if _is_number(r.get(k)) and math.isfinite(r[k])]
+        out[k] = sum(vals) / len(vals) if vals else float("nan")
+    if "psnr" in out and "psnr_input" in out:
+        out["psnr_gain"] = out["psnr"] - out["psnr_input"]
+    return out
+
+
+def _label(key: str) -> str:
+    """Column header of a result key: ``psnr_raw_input`` -> ``PSNR raw input``."""
+    return " ".join({"psnr": "PSNR", "ssim": "SSIM"}.get(p, p) for p in key.split("_"))
+
+
+def _fmt(key: str, v) -> str:
+    if isinstance(v, bool) or not _is_number(v):
+        return str(v)
+    return f"{v:.4f}" if "ssim" in key else f"{v:.2f}"
+
+
 @dataclass
 class EvalResult:
-    """Per-image rows (``name, psnr, ssim, psnr_input, ssim_input``) and their means."""
+    """Per-image rows (``name, psnr, ssim, ..., psnr_input, ssim_input, ...``, then the protocol's
+    extra columns and ``group`` when the data name one) and their means."""
 
     protocol: str
     rows: list[dict] = field(default_factory=list)
 
     @property
+    def columns(self) -> list[str]:
+        """Every key of the rows, in first-seen order."""
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        return keys
+
+    @property
     def mean(self) -> dict:
-        keys = [k for k in (self.rows[0] if self.rows else {}) if k != "name"]
-        out = {}
-        for k in keys:
-            vals = [r[k] for r in self.rows if math.isfinite(r[k])]
-            out[k] = sum(vals) / len(vals) if vals else float("nan")
-        if "psnr" in out and "psnr_input" in out:
-            out["psnr_gain"] = out["psnr"] - out["psnr_input"]
-        return out
+        return _means(self.rows)
+
+    def group_means(self) -> dict[str, dict]:
+        """Means per ``group`` value (insertion order), each with ``n`` (rows); {} without groups."""
+        groups: dict[str, list[dict]] = {}
+        for r in self.rows:
+            if "group" in r:
+                groups.setdefault(str(r["group"]), []).append(r)
+        return {g: {"n": len(rs), **_means(rs)} for g, rs in groups.items()}
 
     def to_csv(self) -> str:
         buf = io.StringIO()
         if not self.rows:
             return ""
-        w = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
+        w = csv.DictWriter(buf, fieldnames=self.columns, restval="")
         w.writeheader()
         for r in self.rows:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -141,12 +262,39 @@ class EvalResult:
                  f"| blurry input | {m.get('psnr_input', float('nan')):.2f} | {m.get('ssim_input', float('nan')):.4f} |",
                  f"| restored | {m.get('psnr', float('nan')):.2f} | {m.get('ssim', float('nan')):.4f} |",
                  f"| gain | {m.get('psnr_gain', float('nan')):+.2f} | "
-                 f"{m.get('ssim', float('nan')) - m.get('ssim_input', float('nan')):+.4f} |",
-                 "", "## Per image", "", "| image | PSNR | SSIM | PSNR input | SSIM input |",
-                 "|---|---|---|---|---|"]
+                 f"{m.get('ssim', float('nan')) - m.get('ssim_input', float('nan')):+.4f} |"]
+        cols = [k for k in self.columns if k not in ("name", "group")]
+        more = [k for k in cols if k not in ("psnr", "ssim") and not k.endswith("_input")
+                and k in m]
+        if more:  # the protocol's other numeric columns: mean for the result (and the input)
+            lines += ["", "| mean of | restored | blurry input |", "|---|---|---|"]
+            lines += [f"| {_label(k)} | {_fmt(k, m[k])} | "
+                      f"{_fmt(k, m[k + '_input']) if k + '_input' in m else ''} |" for k in more]
+        proto = get_protocol(self.protocol)
+        if proto.summary is not None:
+            extra_lines = proto.summary(self.rows)
+            if extra_lines:
+                lines += [""] + list(extra_lines)
+        groups = self.group_means()
+        if groups:
+            gcols = [k for k in ("psnr_input", "psnr", "psnr_gain", "ssim_input", "ssim") if k in m]
+            for k in more:
+                if k != "ssd":
+                    gcols += [k + "_input", k] if k + "_input" in m else [k]
+            lines += ["", "## Per group (mean)", "",
+                      "| group | n | " + " | ".join(_label(k) for k in gcols) + " |",
+                      "|---|---|" + "---|" * len(gcols)]
+            for g, gm in groups.items():
+                vals = [(f"{gm[k]:+.2f}" if k == "psnr_gain" else _fmt(k, gm[k])) if k in gm else ""
+                        for k in gcols]
+                lines.append(f"| {g} | {gm['n']} | " + " | ".join(vals) + " |")
+        head = [k for k in ("psnr", "ssim", "psnr_input", "ssim_input") if k in cols]
+        head += [k for k in cols if k not in head and k not in ("ssd", "ssd_input")]  # SSD: in the CSV
+        lines += ["", "## Per image", "", "| image | " + " | ".join(_label(k) for k in head) + " |",
+                  "|---|" + "---|" * len(head)]
         for r in self.rows:
-            lines.append(f"| {r['name']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                         f"{r['psnr_input']:.2f} | {r['ssim_input']:.4f} |")
+            name = f"{r['name']} ({r['group']})" if "group" in r else r["name"]
+            lines.append(f"| {name} | " + " | ".join(_fmt(k, r[k]) if k in r else "" for k in head) + " |")
         return "\n".join(lines) + "\n"
 
 
@@ -167,7 +315,11 @@ def evaluate(restore: Restorer, pairs: Iterable[tuple[str, Tensor, Tensor]], pro
 
     Args:
         restore: maps a (1, 3, H, W) blurry tensor in [0, 1] to the restored (1, 3, H, W) tensor.
-        pairs: iterable of (name, blurry (3,H,W), sharp (3,H,W)) float32 [0, 1].
+        pairs: iterable of (name, blurry (3,H,W), sharp (3,H,W)) float32 [0, 1], or of
+            (name, blurry, sharp, info) with ``info`` a dict: ``kernel`` (the true (kh, kw)
+            kernel, for protocols with an ``extra`` step such as ``levin``), ``group`` (a label,
+            e.g. the kernel's name: the row's ``group`` column, per-group means in the
+            Markdown), ``device`` (where an ``extra`` step may compute).
         protocol: a name in :data:`PROTOCOLS`.
         on_image: called with (name, restored (1,3,H,W)) e.g. to save outputs.
 
@@ -184,14 +336,21 @@ def evaluate(restore: Restorer, pairs: Iterable[tuple[str, Tensor, Tensor]], pro
         from tqdm.auto import tqdm
 
         it = tqdm(pairs, total=total, desc=f"evaluate [{protocol}]", unit="img")
-    for name, lq, gt in it:
+    for item in it:
+        name, lq, gt = item[:3]
+        info = item[3] if len(item) > 3 and item[3] is not None else {}
         lq4, gt4 = lq.unsqueeze(0) if lq.dim() == 3 else lq, gt.unsqueeze(0) if gt.dim() == 3 else gt
         if lq4.shape != gt4.shape:
             raise ValueError(f"{name}: blurry {tuple(lq4.shape)} and sharp {tuple(gt4.shape)} differ in size")
         restored = (proto.apply(restore, lq4) if proto.apply else restore(lq4)).float().cpu()
         s = proto.score(restored, gt4)
         s_in = proto.score(lq4, gt4)
-        result.rows.append({"name": name, **s, **{f"{k}_input": v for k, v in s_in.items()}})
+        row = {"name": name, **s, **{f"{k}_input": v for k, v in s_in.items()}}
+        if proto.extra is not None:
+            row.update(proto.extra(restored, lq4, gt4, info, s))
+        if info.get("group") is not None:
+            row["group"] = str(info["group"])
+        result.rows.append(row)
         if on_image is not None:
             on_image(name, restored)
     return result
@@ -209,7 +368,8 @@ def evaluate_indexed(restore: Restorer, pair: Callable[[int], tuple[str, Tensor,
     call it. Without a process group it is exactly :func:`evaluate` over the items in order.
 
     Args:
-        pair: ``i -> (name, blurry (3,H,W), sharp (3,H,W))`` float32 in [0, 1].
+        pair: ``i -> (name, blurry (3,H,W), sharp (3,H,W))`` float32 in [0, 1], optionally with
+            a fourth item ``info`` (see :func:`evaluate`).
         n: number of items.
         Others: as in :func:`evaluate` (the progress bar shows on rank 0, over its share).
     """

@@ -8,6 +8,9 @@ Random kernels are drawn from a :class:`torch.Generator` (``generator=None`` use
 generator) and are batched: ``n`` kernels come from one call, and the first ``k`` kernels of a
 call with ``n >= k`` equal those of the same call with ``n = k`` and the same generator state.
 
+Long smooth camera-shake paths for evaluation sets (:func:`shake_kernels`) are deblurkit's own
+model (drift plus low-frequency oscillations of the image-plane velocity; see its docstring).
+
 Camera-shake trajectories follow G. Boracchi and A. Foi, "Modeling the performance of image
 restoration from motion blur", IEEE TIP 21(8), 2012 (Sec. II), and their MATLAB release
 ``createTrajectory.m`` / ``createPSFs.m``; the differences are listed in the docstrings.
@@ -33,6 +36,10 @@ __all__ = [
     "gaussian_kernel",
     "disk_kernel",
     "center_pad",
+    "center_kernel",
+    "trim_kernel",
+    "shake_trajectories",
+    "shake_kernels",
     "LEVIN_FILE",
     "KAIR_FILE",
 ]
@@ -556,3 +563,179 @@ def disk_kernel(radius: float, size: int | None = None, *, supersample: int = 16
         k = torch.zeros(size, size, dtype=torch.float64)
         k[c, c] = 1.0
     return _normalise(k, "disk_kernel")
+
+
+def trim_kernel(kernel: torch.Tensor, *, threshold: float = 0.0) -> torch.Tensor:
+    """Crop the zero border of a (K, K) kernel, keeping its centre pixel ``K // 2`` at the centre.
+
+    Returns the smallest odd square ``(2r + 1, 2r + 1)`` around pixel ``(K // 2, K // 2)``
+    that holds every value above ``threshold * max``; values are unchanged, so the sum (1 for
+    the kernels of this module) is kept when ``threshold == 0``, and blurring is unchanged.
+
+    Raises:
+        ValueError: not a square 2-D kernel with an odd side, or no positive value.
+    """
+    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"trim_kernel needs a square kernel with an odd side, got {tuple(kernel.shape)}")
+    peak = float(kernel.max())
+    if not peak > 0:
+        raise ValueError("trim_kernel: kernel has no positive value")
+    c = kernel.shape[0] // 2
+    ys, xs = torch.nonzero(kernel > threshold * peak, as_tuple=True)
+    r = int(max((ys - c).abs().max(), (xs - c).abs().max()))
+    return kernel[c - r:c + r + 1, c - r:c + r + 1].clone()
+
+
+# ----------------------------------------------------------------------------------------------
+# long smooth camera-shake paths (defaults for evaluation sets)
+# ----------------------------------------------------------------------------------------------
+def shake_trajectories(
+    n: int,
+    *,
+    length: ParamLike = (10.0, 40.0),
+    components: int = 3,
+    frequency: tuple[float, float] = (0.25, 1.5),
+    drift: ParamLike = (0.0, 1.5),
+    num_samples: int = 2000,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Long, smooth random camera-shake paths sampled uniformly in time (deblurkit's own model).
+
+    The camera's image-plane velocity during the exposure ``t in [0, 1]`` is a constant drift
+    plus a few low-frequency oscillations, the usual picture of hand shake (a slow drift with
+    tremor of a few cycles per exposure, as the measured kernels of Levin et al. 2009 and
+    Koehler et al. 2012 suggest)::
+
+        v(t) = d u + sum_j a_j cos(2 pi f_j t + phi_j),     p(t) = integral_0^t v
+
+    with ``u`` a uniform random direction, ``d`` drawn from ``drift``, per component ``j``
+    (``components`` of them) a frequency ``f_j`` uniform in ``frequency`` (cycles per exposure),
+    a phase ``phi_j`` uniform on [0, 2 pi) and a 2-D amplitude ``a_j ~ N(0, I)``. ``p`` is
+    integrated in closed form at ``num_samples`` equally spaced times, so the speed varies
+    along the path (the camera slows down at turns: those points get more exposure, as in real
+    kernels); the path is then scaled so that its length (of the sampled polyline) is exactly
+    the drawn ``length``. Smooth by construction (infinitely differentiable). A path is a
+    curve with up to a couple of bends for the default frequencies; ``drift = 0`` gives
+    oscillating, looping paths, a large drift nearly straight ones.
+
+    Every random number of path ``i`` is drawn before those of ``i + 1`` (so the first ``k``
+    paths of a call do not depend on ``n``).
+
+    Args:
+        n: number of paths.
+        length: path length in pixels: float, ``(lo, hi)`` (uniform per path) or (n,) tensor.
+        components: number of oscillation components (>= 1).
+        frequency: ``(lo, hi)`` range of the component frequencies, cycles per exposure, > 0.
+        drift: drift speed relative to the oscillation amplitudes: float, ``(lo, hi)`` or (n,).
+        num_samples: time samples per path (>= 2).
+        generator: torch random generator (``None``: torch's global one).
+
+    Returns:
+        (n, num_samples, 2) float64 positions in pixels, ``[..., 0]`` = x (column), ``[..., 1]``
+        = y (row); ``paths[:, 0] == 0``.
+
+    Raises:
+        ValueError: ``n < 0``, ``components < 1``, ``num_samples < 2``, a length <= 0, a
+            negative drift, or a frequency range that is not ``0 < lo <= hi``.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if components < 1:
+        raise ValueError(f"components must be >= 1, got {components}")
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+    f_lo, f_hi = (float(v) for v in frequency)
+    if not 0 < f_lo <= f_hi:
+        raise ValueError(f"frequency must be a range 0 < lo <= hi, got {frequency!r}")
+    for v, name in ((length, "length"), (drift, "drift")):
+        if isinstance(v, torch.Tensor) and v.numel() not in (1, n):
+            raise ValueError(f"{name}: tensor has {v.numel()} values, expected 1 or n={n}")
+    t = torch.linspace(0.0, 1.0, num_samples, dtype=torch.float64)
+    out = torch.zeros(n, num_samples, 2, dtype=torch.float64)
+
+    def one(value, i, name):
+        if isinstance(value, torch.Tensor):
+            v = value.detach().double().flatten().cpu()
+            return float(v[0] if v.numel() == 1 else v[i])
+        return float(_draw_param(value, 1, generator, name)[0])
+
+    for i in range(n):
+        L = one(length, i, "length")
+        d = one(drift, i, "drift")
+        if not L > 0:
+            raise ValueError(f"length must be > 0, got {L}")
+        if d < 0:
+            raise ValueError(f"drift must be >= 0, got {d}")
+        u = torch.rand(1 + 2 * components, generator=generator, dtype=torch.float64)
+        a = torch.randn(components, 2, generator=generator, dtype=torch.float64)
+        theta = 2.0 * math.pi * u[0]
+        freq = f_lo + (f_hi - f_lo) * u[1:1 + components]  # (J,)
+        phase = 2.0 * math.pi * u[1 + components:]  # (J,)
+        w = 2.0 * math.pi * freq
+        # closed-form integral of the oscillations: a_j (sin(w t + phi) - sin(phi)) / w
+        osc = (torch.sin(w[None, :] * t[:, None] + phase[None, :]) - torch.sin(phase)[None, :]) / w[None, :]
+        p = osc @ a  # (M, 2)
+        p = p + d * t[:, None] * torch.stack((torch.cos(theta), torch.sin(theta)))[None, :]
+        arc = float((p[1:] - p[:-1]).norm(dim=1).sum())
+        if arc <= 1e-12:  # degenerate draw (vanishing amplitudes): a straight line along u
+            p = t[:, None] * torch.stack((torch.cos(theta), torch.sin(theta)))[None, :]
+            arc = 1.0
+        out[i] = p * (L / arc)
+    return out
+
+
+def shake_kernels(
+    n: int,
+    size: int | None = None,
+    *,
+    length: ParamLike = (10.0, 40.0),
+    components: int = 3,
+    frequency: tuple[float, float] = (0.25, 1.5),
+    drift: ParamLike = (0.0, 1.5),
+    num_samples: int = 2000,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Blur kernels of long smooth camera-shake paths (:func:`shake_trajectories`).
+
+    Each path is rasterised with sub-pixel anti-aliasing: every time sample deposits an equal
+    share of the exposure on its four neighbouring pixels with bilinear weights
+    (:func:`trajectory_to_kernels`, exposure 1), so slow parts of the path get more mass; the
+    kernel is centred on its centroid at sub-pixel precision (blurring does not translate the
+    image) and sums to 1.
+
+    Args:
+        n: number of kernels.
+        size: kernel side (odd recommended). ``None``: ``2 * ceil(L_max) + 1`` with ``L_max``
+            the largest length allowed by ``length``; nothing of the path is cut off then (a
+            path of length L stays within L of its centroid). Use :func:`trim_kernel` to crop
+            the empty border of each kernel.
+        length, components, frequency, drift, num_samples, generator: as in
+            :func:`shake_trajectories` (defaults: 10-40 px paths).
+
+    Returns:
+        (n, size, size) float32, each >= 0 summing to 1, centroid at the centre pixel.
+
+    Raises:
+        ValueError: as :func:`shake_trajectories`, or ``size < 2``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> k = shake_kernels(2, length=(10, 20), generator=g)
+        >>> tuple(k.shape), bool(torch.allclose(k.sum((1, 2)), torch.ones(2)))
+        ((2, 41, 41), True)
+    """
+    if size is None:
+        if isinstance(length, torch.Tensor):
+            l_max = float(length.max())
+        elif isinstance(length, (tuple, list)):
+            l_max = float(max(length))
+        else:
+            l_max = float(length)
+        size = 2 * math.ceil(l_max) + 1
+    if size < 2:
+        raise ValueError(f"size must be >= 2, got {size}")
+    paths = shake_trajectories(n, length=length, components=components, frequency=frequency, drift=drift,
+                               num_samples=num_samples, generator=generator)
+    if n == 0:
+        return torch.zeros(0, size, size)
+    return trajectory_to_kernels(paths, size)

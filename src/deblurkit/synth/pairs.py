@@ -19,7 +19,8 @@ larger than the crop by ``k - 1`` is blurred with ``valid`` boundary (no invente
 sharp image is cropped to the same pixels (:func:`deblurkit.synth.blur.blur_valid_pair`),
 Poisson-Gaussian noise is added (:mod:`deblurkit.synth.noise`) and both are quantised to 8 bits.
 Kernels are Boracchi & Foi 2012 camera-shake trajectories, the Levin et al. 2009 measured
-kernels, or a 50/50 mix. Everything is deterministic given ``seed``: each scene draws from its
+kernels, a 50/50 mix of both, defocus discs (``disk``) or long smooth camera-shake paths
+(``shake``, :func:`deblurkit.synth.kernels.shake_kernels`). Everything is deterministic given ``seed``: each scene draws from its
 own generator seeded by ``(seed, scene name)``, so adding photos does not change other scenes.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -41,13 +43,16 @@ import torch
 from ..io.atomic import write_bytes_atomic
 from ..io.images import IMAGE_EXTENSIONS, list_images, read_image, save_image
 from .blur import blur_valid_pair
-from .kernels import LEVIN_FILE, _resolve_kernel_file, center_kernel, load_kernel_bank, trajectory_kernels
+from .kernels import (LEVIN_FILE, _resolve_kernel_file, center_kernel, disk_kernel, load_kernel_bank, shake_kernels,
+                      trajectory_kernels, trim_kernel)
 from .noise import poisson_gaussian_noise, quantize_8bit
 
-__all__ = ["build_pairs", "scene_name", "derive_seed", "MANIFEST_NAME", "KERNEL_SOURCES"]
+__all__ = ["build_pairs", "scene_name", "derive_seed", "kernel_label", "pair_labels", "MANIFEST_NAME",
+           "KERNEL_SOURCES"]
 
 MANIFEST_NAME = "manifest.json"
-KERNEL_SOURCES = ("trajectory", "levin", "mixed")
+KERNEL_SOURCES = ("trajectory", "levin", "mixed", "disk", "shake")
+RANDOM_SOURCES = ("trajectory", "disk", "shake")
 PathLike = Union[str, os.PathLike]
 Range = Union[float, Sequence[float]]
 
@@ -68,6 +73,48 @@ def _uniform(value: Range, g: torch.Generator) -> float:
         lo, hi = float(value[0]), float(value[1])
         return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
     return float(value)
+
+
+def kernel_label(kernel_record: dict) -> str:
+    """A short label of a pair's kernel (its manifest record ``pair["kernel"]``), for per-kernel
+    summaries: the bank key of a measured kernel (``levin09_3``); for random families the
+    family and a size bin: ``disk r3-4`` (radius in [3, 4) px), ``shake L20-30`` /
+    ``trajectory L20-30`` (path length in [20, 30) px). Unknown records give their source."""
+    src = str(kernel_record.get("source", "?"))
+    if src == "levin":
+        return str(kernel_record.get("name", "levin"))
+    if src == "disk" and "radius" in kernel_record:
+        r = math.floor(float(kernel_record["radius"]))
+        return f"disk r{r}-{r + 1}"
+    length = kernel_record.get("length", kernel_record.get("max_length"))
+    if src in ("shake", "trajectory") and isinstance(length, (int, float)):
+        lo = 10 * math.floor(float(length) / 10)
+        return f"{src} L{lo}-{lo + 10}"
+    return src
+
+
+def pair_labels(root: PathLike) -> dict[str, str]:
+    """``"<scene>/<name>" -> kernel label`` (:func:`kernel_label`) for every pair of the
+    dataset written by :func:`build_pairs` in ``root`` (read from its ``manifest.json``); ``{}``
+    when ``root`` holds no such manifest (other datasets).
+
+    Raises:
+        ValueError: the manifest exists but is not valid JSON (the file is named).
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable manifest ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != "deblurkit-synth-pairs":
+        return {}
+    out = {}
+    for rec in manifest.get("pairs", []):
+        if isinstance(rec, dict) and isinstance(rec.get("kernel"), dict):
+            out[f"{rec.get('scene')}/{rec.get('name')}"] = kernel_label(rec["kernel"])
+    return out
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -174,6 +221,8 @@ def build_pairs(
     max_length: Range | None = None,
     exposure: Range = 1.0,
     anxiety: Range | None = None,
+    disk_radius: Range = (2.5, 6.0),
+    shake_length: Range = (10.0, 40.0),
     levin_path: PathLike | None = None,
     data_root: PathLike | None = None,
     noise_sigma: Range = 0.01,
@@ -204,18 +253,26 @@ def build_pairs(
         every_kernel: evaluation sets: one pair per photo and per kernel of the measured bank
             (the Levin file, or whatever ``levin_path`` names), in key order, instead of
             ``crops_per_photo`` random kernels (as in Levin et al. 2009's 4 images x 8 kernels).
-            Needs ``kernels`` ``"levin"`` or ``"mixed"``.
+            Needs ``kernels`` ``"levin"`` or ``"mixed"``; the random families (``trajectory``,
+            ``disk``, ``shake``) make ``crops_per_photo`` pairs per photo instead, each kernel
+            drawn from the scene's seeded generator (fixed by ``seed``).
         recursive: search photo folders recursively (scene names must stay unique).
         scale: resize factor applied to every photo first (``cv2.INTER_AREA``), e.g. 0.5.
         kernels: ``"trajectory"`` (Boracchi & Foi 2012 camera shake, ``kernel_size`` square),
             ``"levin"`` (the 8 measured Levin et al. 2009 kernels, chosen at random) or
-            ``"mixed"`` (each pair picks one of the two with probability 1/2).
+            ``"mixed"`` (each pair picks one of the two with probability 1/2), ``"disk"``
+            (defocus: :func:`deblurkit.synth.kernels.disk_kernel`, radius uniform in
+            ``disk_radius``, side ``2 ceil(r) + 1``) or ``"shake"`` (long smooth camera-shake
+            paths: :func:`deblurkit.synth.kernels.shake_kernels`, length uniform in
+            ``shake_length``, trimmed to their support with :func:`trim_kernel`).
         kernel_size: side of trajectory kernels (odd recommended).
         max_length: trajectory length in pixels, float or ``(lo, hi)`` uniform per pair; keep
             ``<= kernel_size - 1`` so no kernel mass is cut off. ``None``:
             ``(kernel_size / 6, kernel_size - 1)``.
         exposure: exposure fraction (0, 1], float or ``(lo, hi)``.
         anxiety: trajectory shake amount, float, ``(lo, hi)`` or ``None`` (official ``0.1 U``).
+        disk_radius: defocus disc radius in pixels, float or ``(lo, hi)`` uniform per pair.
+        shake_length: ``shake`` path length in pixels, float or ``(lo, hi)`` uniform per pair.
         levin_path: ``levin09_kernels.npz`` or its folder (``None``: resolved from
             ``data_root`` as in :func:`deblurkit.synth.kernels.default_kernel_dir`); any
             kernel-bank ``.npz`` (e.g. ``kair_kernels12.npz``) may be named instead.
@@ -236,8 +293,9 @@ def build_pairs(
         ``kernels``, ``noise``, ``splits`` (split -> scenes), ``counts`` (per split),
         ``num_pairs``, ``skipped`` and ``pairs`` (one record per pair: split, scene, name,
         photo, crop box of the sharp image in the (scaled) photo, kernel source
-        (``trajectory`` with its length/exposure/anxiety, or ``levin`` with the bank key) and
-        shape, noise sigma/peak).
+        (``trajectory`` with its length/exposure/anxiety, ``levin`` with the bank key, ``disk``
+        with its radius, ``shake`` with its length), shape and ``label``
+        (:func:`kernel_label`), noise sigma/peak).
 
     Raises:
         FileNotFoundError: no photos, or the Levin kernel file is missing.
@@ -249,8 +307,13 @@ def build_pairs(
         raise ValueError(f"kernels must be one of {KERNEL_SOURCES}, got {kernels!r}")
     if crops_per_photo < 1 or (crop_size is not None and crop_size < 8):
         raise ValueError("crops_per_photo must be >= 1 and crop_size >= 8 (or None)")
-    if every_kernel and kernels == "trajectory":
-        raise ValueError("every_kernel needs a measured kernel bank: kernels='levin' or 'mixed'")
+    if every_kernel and kernels in RANDOM_SOURCES:
+        raise ValueError(f"every_kernel needs a measured kernel bank (kernels='levin' or 'mixed'); "
+                         f"for kernels={kernels!r} use crops_per_photo pairs per photo")
+    for value, what in ((disk_radius, "disk_radius"), (shake_length, "shake_length")):
+        bounds = value if isinstance(value, (tuple, list)) else (value, value)
+        if len(bounds) != 2 or not 0 < float(bounds[0]) <= float(bounds[1]) or not math.isfinite(float(bounds[1])):
+            raise ValueError(f"{what} must be a positive number or a range 0 < lo <= hi, got {value!r}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     if max_length is None:
@@ -309,6 +372,14 @@ def build_pairs(
                 k = trajectory_kernels(1, kernel_size, exposure=T, max_length=L, anxiety=A, generator=g)[0]
                 rec["kernel"] = {"source": "trajectory", "max_length": L, "exposure": T,
                                  "anxiety": A if A is not None else "0.1*U"}
+            elif src == "disk":
+                r = _uniform(disk_radius, g)
+                k = disk_kernel(r)
+                rec["kernel"] = {"source": "disk", "radius": r}
+            elif src == "shake":
+                L = _uniform(shake_length, g)
+                k = trim_kernel(shake_kernels(1, length=L, generator=g)[0])
+                rec["kernel"] = {"source": "shake", "length": L}
             else:
                 if kname is None:
                     kname = levin_names[int(torch.randint(len(levin_names), (), generator=g))]
@@ -316,6 +387,7 @@ def build_pairs(
                 rec["kernel"] = {"source": "levin", "name": kname}
             kh, kw = k.shape
             rec["kernel"]["shape"] = [kh, kw]
+            rec["label"] = kernel_label(rec["kernel"])
             ch, cw = h - kh + 1, w - kw + 1
             if crop_size is not None:
                 ch, cw = min(crop_size, ch), min(crop_size, cw)
@@ -364,11 +436,15 @@ def build_pairs(
         "deblurkit": __version__,
         "seed": seed,
         "kernels": kernels,
-        "kernel_size": kernel_size if kernels != "levin" else None,
+        "kernel_size": kernel_size if kernels in ("trajectory", "mixed") else None,
         "trajectory": {"model": "Boracchi & Foi 2012 (createTrajectory/createPSFs)",
                        "max_length": max_length, "exposure": exposure,
                        "anxiety": anxiety if anxiety is not None else "0.1*U", "num_samples": 2000,
-                       "centering": "kernel centroid"} if kernels != "levin" else None,
+                       "centering": "kernel centroid"} if kernels in ("trajectory", "mixed") else None,
+        "disk": {"model": "anti-aliased pillbox (disk_kernel)", "radius": disk_radius} if kernels == "disk" else None,
+        "shake": {"model": "deblurkit shake_kernels (drift + low-frequency oscillations of the velocity), "
+                           "trimmed to the support, centroid-centred", "length": shake_length}
+        if kernels == "shake" else None,
         "levin_path": str(levin_file) if levin_file is not None else None,
         "every_kernel": every_kernel,
         "boundary": "valid",
