@@ -119,7 +119,7 @@ def train(
 def evaluate(
     data: Path = typer.Option(..., "--data", help="Evaluation data root (see --layout)."),
     layout: str = typer.Option("gopro", "--layout", help="Data layout: gopro (<split>/<scene>/{blur,sharp}) or another registered one (deblurkit.data.LAYOUTS)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model; default: the embedded model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="'classical' (the default: blind kernel estimation + deconvolution), 'mimo_unet_small' or a registered network (with --weights)."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
     protocol: str = typer.Option("standard", help="Evaluation protocol (metric variant of a paper); levin: up to shift, "
                                  "with the true-kernel ceiling and error ratio when the data hold each pair's kernel."),
