@@ -1,4 +1,5 @@
-"""The embedded default model: shipped, loadable, and it really deblurs held-out photos.
+"""The default deblurrer is the classical pipeline; the embedded network ``mimo_unet_small`` (the
+former default) is still shipped, loadable by name, and really deblurs held-out photos.
 
 The photos ``wallpaper/mate_*`` were held out of its training (configs/default_mimo_unet_synthphotos.yaml);
 here textured crops of two of them are blurred with real Levin et al. 2009 kernels plus Gaussian
@@ -11,7 +12,8 @@ from importlib import resources
 
 import torch
 
-from deblurkit.inference import Deblurrer
+from deblurkit.cli.blur2blur import make_deblurrer
+from deblurkit.inference import ClassicalDeblurrer, Deblurrer
 from deblurkit.io import read_image
 from deblurkit.metrics import psnr
 from deblurkit.models import get_descriptor
@@ -19,7 +21,7 @@ from deblurkit.synth import blur_valid_pair, levin_kernels
 from deblurkit.synth.noise import poisson_gaussian_noise, quantize_8bit
 
 # The shipped model gains +2.83 dB on exactly these four crops (gains 3.88, 0.72, 3.88, 2.84;
-# levin09_6 is the kernel with the largest centroid offset, see docs/models/default.md); the bound
+# levin09_6 is the kernel with the largest centroid offset, see docs/models/mimo_unet_small.md); the bound
 # leaves room for platform differences but fails if the weights regress towards the identity.
 MIN_MEAN_GAIN_DB = 2.0
 
@@ -33,9 +35,18 @@ def test_default_weights_are_shipped_small_and_described():
     assert info["model"] in ("mimo_unet",) and get_descriptor(info["model"]).size_multiple == 4
 
 
-def test_default_model_deblurs_held_out_photos(shared_data):
+def test_the_cli_default_is_the_classical_pipeline():
+    for model in (None, "classical"):  # deblur / evaluate without --model, or --model classical
+        d = make_deblurrer(model, None, None, None, device="cpu", precision="fp32", tile="auto", tile_overlap=32)
+        assert isinstance(d, ClassicalDeblurrer) and d.model_name == "classical" and d.kernel is None
+    d = make_deblurrer("mimo_unet_small", None, None, None, device="cpu", progress=False)
+    assert type(d) is Deblurrer and d.weights.name == "default.safetensors"
+    assert d.model_overrides == {"base_channel": 16, "num_res": 4}
+
+
+def test_embedded_network_deblurs_held_out_photos(shared_data):
     kernels = levin_kernels(shared_data / "kernels" / "levin09_kernels.npz")
-    d = Deblurrer(progress=False, device="cpu")
+    d = Deblurrer("mimo_unet_small", progress=False, device="cpu")
     g = torch.Generator().manual_seed(0)
     gains = []
     for photo, top, left in (("mate_Wood.jpg", 400, 700), ("mate_Storm.jpg", 300, 900)):

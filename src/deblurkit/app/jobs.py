@@ -36,6 +36,8 @@ class Job:
     total: int = 0
     message: str = "queued"
     error: str | None = None
+    note: str = ""  # how the run went (classical pipeline: the kernel, or why it fell back)
+    fell_back: bool = False  # the kernel estimate was unreliable; a conservative result was written
     frames: int = 0
     files: list[str] = field(default_factory=list)  # names the app chose, in the job folder
     created: float = field(default_factory=time.time)
@@ -52,6 +54,8 @@ class Job:
             "total": self.total,
             "message": self.message,
             "error": self.error,
+            "note": self.note,
+            "fell_back": self.fell_back,
             "frames": self.frames,
             "files": sorted(list(self.files)),
         }
@@ -179,15 +183,17 @@ class JobManager:
         self.workspace.remove_job(job.id)
 
     def deblurrer(self, options: Any) -> Any:
-        """A :class:`deblurkit.inference.Deblurrer` for ``options`` (the last one is reused)."""
-        from ..inference import Deblurrer
+        """The runner for ``options`` (the last one is reused): the classical pipeline
+        (:class:`deblurkit.inference.ClassicalDeblurrer`) or a :class:`deblurkit.inference.Deblurrer`."""
+        from ..inference import ClassicalDeblurrer, Deblurrer
 
         weights = options.weights
         key = (options.model, str(weights) if weights else None,
                weights.stat().st_mtime_ns if weights else None, options.precision, options.tile, self.device)
         if self._cached is None or self._cached[0] != key:
             self._cached = None
-            d = Deblurrer(**options.deblurrer_kwargs(), device=self.device, progress=False)
+            kind = ClassicalDeblurrer if options.classical else Deblurrer
+            d = kind(**options.deblurrer_kwargs(), device=self.device, progress=False)
             self._cached = (key, d)
         return self._cached[1]
 

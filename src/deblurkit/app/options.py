@@ -13,11 +13,16 @@ from typing import Any
 
 from .uploads import UploadError
 
-__all__ = ["RunOptions", "parse_options", "parse_weights", "image_models", "event_models", "WEIGHTS_SUFFIXES"]
+__all__ = ["RunOptions", "parse_options", "parse_weights", "image_models", "event_models", "WEIGHTS_SUFFIXES",
+           "CLASSICAL", "EMBEDDED"]
 
 #: Suffixes of checkpoint files the page accepts as a weights path
 #: (what ``deblurkit.models.read_state_dict`` reads).
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".pkl", ".ckpt")
+#: The default run: classical blind deconvolution (``deblurkit.inference.classical``), no weights.
+CLASSICAL = "classical"
+#: The network whose weights ship with the package; runs without a weights file.
+EMBEDDED = "mimo_unet_small"
 #: Tile sides the page may ask for (pixels); "auto" and "off" are also accepted.
 TILE_RANGE = (64, 4096)
 
@@ -27,18 +32,26 @@ class RunOptions:
     """Validated options of one run.
 
     Attributes:
-        model: registry name, or ``None`` for the embedded default model.
+        model: :data:`CLASSICAL` (the default pipeline), :data:`EMBEDDED` (the embedded network)
+            or a registry name.
         weights: an existing checkpoint file on the server's disk, or ``None``.
         precision: ``"fp32"`` or ``"bf16"``.
         tile: ``None`` (one pass), ``"auto"`` or a tile side in pixels.
     """
 
-    model: str | None
+    model: str
     weights: Path | None
     precision: str
     tile: int | str | None
 
+    @property
+    def classical(self) -> bool:
+        return self.model == CLASSICAL
+
     def deblurrer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the runner: ``ClassicalDeblurrer`` (tile) or ``Deblurrer``."""
+        if self.classical:
+            return {"tile": self.tile}
         return {"model": self.model, "weights": self.weights, "precision": self.precision, "tile": self.tile}
 
 
@@ -105,27 +118,32 @@ def _parse_tile(raw: str) -> int | str | None:
 def parse_options(params: Mapping[str, str], *, allowed_models: list[str]) -> RunOptions:
     """Validate the query parameters ``model``, ``weights``, ``precision`` and ``tile``.
 
-    ``model`` empty or ``"default"`` means the embedded default model; any other model needs a
+    ``model`` empty, ``"default"`` or ``"classical"`` means the classical pipeline (no weights,
+    fp32); ``"mimo_unet_small"`` the embedded network (weights optional); any other model needs a
     weights file (a randomly initialised network would return noise).
 
     Raises:
         UploadError: unknown model, missing/unreadable weights file, bad precision or tile.
     """
-    model = (params.get("model") or "").strip() or None
+    model = (params.get("model") or "").strip() or CLASSICAL
     if model == "default":
-        model = None
-    if model is not None and model not in allowed_models:
+        model = CLASSICAL
+    if model not in (CLASSICAL, EMBEDDED) and model not in allowed_models:
         raise UploadError(
-            f"unknown model '{model}'; choose one of: default, {', '.join(allowed_models)}"
+            f"unknown model '{model}'; choose one of: {CLASSICAL}, {EMBEDDED}, {', '.join(allowed_models)}"
         )
     weights = parse_weights(params.get("weights") or "")
-    if model is not None and weights is None:
+    if model == CLASSICAL and weights is not None:
+        raise UploadError("the classical pipeline takes no weights file; choose a network to use one")
+    if model not in (CLASSICAL, EMBEDDED) and weights is None:
         raise UploadError(
             f"model '{model}' needs a weights file (a path on this computer); "
-            "without one its output would be meaningless. Leave the model on 'default' to use the "
-            "embedded weights."
+            "without one its output would be meaningless. Use the classical pipeline (the default) or "
+            f"{EMBEDDED} (embedded weights) instead."
         )
     precision = (params.get("precision") or "fp32").strip().lower()
     if precision not in ("fp32", "bf16"):
         raise UploadError(f"precision must be 'fp32' or 'bf16', got '{precision}'")
+    if model == CLASSICAL and precision != "fp32":
+        raise UploadError("bf16 applies to networks; the classical pipeline runs in fp32")
     return RunOptions(model=model, weights=weights, precision=precision, tile=_parse_tile(params.get("tile", "auto")))

@@ -3,7 +3,8 @@
 Routes (all answers to bad input are ``{"error": "<message>"}`` with a 4xx status):
 
 - ``GET /``: the page (``static/index.html``, vanilla JS, no external resources).
-- ``GET /api/info``: models (the embedded default first), examples, limits, event support.
+- ``GET /api/info``: the default (the classical pipeline), the embedded network, the other models,
+  examples, limits, event support.
 - ``GET /api/examples/<name>``: an example photo (only names listed by ``/api/info``).
 - ``POST /api/jobs?model=&weights=&precision=&tile=[&example=NAME]``: deblur one image; the
   image is the raw request body (header ``X-File-Name`` carries its name as text) or the named
@@ -11,7 +12,8 @@ Routes (all answers to bad input are ``{"error": "<message>"}`` with a 4xx statu
 - ``POST /api/events?model=&weights=``: deblur an ``.aedat4`` recording (raw body), when
   ``deblurkit.io.events`` provides it (:mod:`.events`), else 501 with the reason.
 - ``GET /api/jobs/<id>``: state and progress; ``GET /api/jobs/<id>/files/<name>[?download=1]``:
-  ``input.png``, ``result.png`` or ``frame_NNNN.png``; ``DELETE /api/jobs/<id>``.
+  ``input.png``, ``result.png``, ``kernel.png`` (classical pipeline: the kernel used, scaled to its
+  maximum and enlarged) or ``frame_NNNN.png``; ``DELETE /api/jobs/<id>``.
 
 Everything the app writes goes into its :class:`~deblurkit.app.workspace.Workspace`.
 """
@@ -32,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .config import AppConfig
 from .events import AEDAT4_SIGNATURE, event_support
 from .jobs import Job, JobManager
-from .options import RunOptions, parse_weights, event_models, image_models, parse_options
+from .options import CLASSICAL, EMBEDDED, RunOptions, parse_weights, event_models, image_models, parse_options
 from .uploads import UploadError, check_size, display_name, download_stem, store_image_upload, store_upload
 from .workspace import Workspace
 
@@ -132,14 +134,16 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         from ..inference import default_model_info
 
         try:
-            default = default_model_info()["model"]
-            default_error = None
+            default_model_info()
+            embedded, embedded_error = EMBEDDED, None
         except (FileNotFoundError, ValueError) as exc:
-            default, default_error = None, str(exc)
+            embedded, embedded_error = None, str(exc)
         events_fn, events_reason = event_support()
         return {
-            "default_model": default,
-            "default_model_error": default_error,
+            "default_model": CLASSICAL,
+            "default_model_label": "classical blind deconvolution: estimates the blur kernel, no weights",
+            "embedded_model": embedded,
+            "embedded_model_error": embedded_error,
             "models": image_models(),
             "event_models": event_models(),
             "events_available": events_fn is not None,
@@ -235,7 +239,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         if not download:
             return FileResponse(path, media_type="image/png")
         stem = download_stem(job.name)
-        suffix = "input" if fname == "input.png" else "deblurred"
+        suffix = {"input.png": "input", "kernel.png": "kernel"}.get(fname, "deblurred")
         out_name = f"{stem}_{suffix}.png" if job.kind == "image" else f"{stem}_{fname}"
         return FileResponse(path, media_type="image/png", filename=out_name)
 
@@ -268,7 +272,19 @@ def _run_image(job: Job, loaded: Any, options: RunOptions, jobs: JobManager, wor
     deblurrer = jobs.deblurrer(options)
     c, h, w = loaded.image.shape
     tile = deblurrer.tile_for(h, w)
-    job.message = f"deblurring {w}x{h}" + (f" in tiles of {tile}" if tile else "")
-    result = deblurrer.deblur_tensor(loaded.image, progress=job.progress)
-    save_image(workspace.job_dir(job.id) / "result.png", result, alpha=loaded.alpha, bit_depth=loaded.bit_depth)
+    folder = workspace.job_dir(job.id)
+    if options.classical:
+        from ..inference import write_kernel
+
+        job.message = f"estimating the blur kernel, then deconvolving {w}x{h}" + (f" in tiles of {tile}" if tile else "")
+        res = deblurrer.restore(loaded.image, progress=job.progress)
+        result = res.image[0]
+        job.note, job.fell_back = res.describe(), res.fell_back
+        if res.kernel is not None:
+            write_kernel(res.kernel, folder / "kernel.png")
+            job.add_file("kernel.png")
+    else:
+        job.message = f"deblurring {w}x{h}" + (f" in tiles of {tile}" if tile else "")
+        result = deblurrer.deblur_tensor(loaded.image, progress=job.progress)
+    save_image(folder / "result.png", result, alpha=loaded.alpha, bit_depth=loaded.bit_depth)
     job.add_file("result.png")

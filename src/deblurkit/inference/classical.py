@@ -10,16 +10,16 @@
 Per image (:meth:`ClassicalDeblurrer.restore`):
 
 1. **Kernel.** Given (``kernel=``: a tensor or a ``.npy`` / image file, see :func:`read_kernel`),
-   or estimated by :func:`deblurkit.deconv.pipeline.blind_deblur` on a bounded part of the
-   photo (at most ``estimate_side`` pixels square, the most textured one), so the cost of the
-   estimate does not grow with the photo. The pipeline checks the estimate and falls back to a
-   conservative result when it is unreliable (``fell_back`` / ``reason``).
-2. **Non-blind deconvolution** of the whole photo with that kernel
-   (:func:`deblurkit.deconv.nonblind.deconvolve`, hyper-Laplacian prior, unknown-boundary data
-   term), tiled with :func:`~deblurkit.inference.tiling.tiled_forward` for photos above
-   ``ONE_PASS_MEGAPIXELS`` (tiles of ``AUTO_TILE`` pixels overlapping by at least twice the
-   kernel size), so a 12 MP photo stays within a few GB of memory. Photos that fit the estimate
-   region entirely are restored by the pipeline in one call.
+   or estimated by the pipeline of :mod:`deblurkit.deconv.pipeline` on a region of bounded size
+   (chosen by ``deblurkit.deconv.region.select_region``), so the cost of the estimate does not
+   grow with the photo. The pipeline checks the estimate and falls back to a conservative
+   result when it is unreliable (``fell_back`` / ``reason``).
+2. **Non-blind deconvolution** of the whole photo with that kernel (the pipeline's
+   ``deconvolve_masked``: hyper-Laplacian prior, unknown-boundary data term, clipped highlights
+   refilled), tiled with :func:`~deblurkit.inference.tiling.tiled_forward` for photos above
+   :data:`ONE_PASS_MEGAPIXELS` (tiles of :data:`AUTO_TILE` pixels overlapping by at least twice
+   the kernel size, one noise level for the photo), so a 12 MP photo stays within a few GB of
+   memory. Smaller photos go through ``blind_deblur`` in one call.
 3. The result is clamped to [0, 1].
 
 Sources: Pan, Sun, Pfister & Yang, *Blind Image Deblurring Using Dark Channel Prior*, CVPR 2016
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import inspect
 import io as _io
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -130,9 +129,13 @@ def read_kernel(path: PathLike) -> torch.Tensor:
         arr = np.squeeze(arr.astype(np.float64))
         k = torch.from_numpy(np.ascontiguousarray(arr))
     else:
-        from ..io import load_image, rgb_to_grey
+        from ..io import ImageReadError, load_image, rgb_to_grey
 
-        loaded = load_image(path)  # ImageReadError (a ValueError) names the file
+        try:
+            loaded = load_image(path)
+        except ImageReadError as exc:
+            problem = str(exc).split("': ", 1)[-1]
+            raise _kernel_error(path, f"not a readable kernel picture: {problem}") from None
         img = loaded.image
         k = (rgb_to_grey(img[None])[0] if img.shape[0] == 3 else img)[0].double()
         factor = _png_upscale_factor(path)
@@ -315,15 +318,22 @@ class ClassicalResult:
         return f"kernel {kh}x{kw} {how}, {self.timings.get('total', 0.0):.1f} s in all"
 
 
-def _region_crop(image: torch.Tensor, side: int) -> tuple[int, int, int, int]:
-    """``(top, left, h, w)`` of the most informative ``side x side`` window of a (1,C,H,W) image
-    (:func:`deblurkit.deconv.region.select_region`); the whole image when it fits."""
-    _, _, h, w = image.shape
-    if h <= side and w <= side:
-        return 0, 0, h, w
-    from ..deconv.region import select_region
+def _tick(progress: Any) -> None:
+    """Report a one-pass run as one tile done to a ``progress(done, total)`` callback."""
+    if progress is not None and callable(progress) and not hasattr(progress, "update"):
+        progress(1, 1)
 
-    return tuple(int(v) for v in select_region(image, size=side))  # type: ignore[return-value]
+
+def _cpu(kernel: Any) -> torch.Tensor | None:
+    return None if kernel is None else kernel.detach().to("cpu", torch.float32)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None else float(torch.as_tensor(v).reshape(-1)[0])
+
+
+def _region(region: Any) -> tuple[int, int, int, int] | None:
+    return None if region is None else tuple(int(v) for v in region)  # type: ignore[return-value]
 
 
 def _accepted(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -358,11 +368,10 @@ class ClassicalDeblurrer(Deblurrer):
         fallback: let the pipeline fall back to a conservative result when the estimate is
             unreliable (``False``: always use the estimate).
         nonblind_method: ``method=`` of ``deblurkit.deconv.nonblind.deconvolve``.
-        estimate_side: side of the largest region the kernel is estimated on (pixels).
         pipeline_options: further keyword arguments for ``blind_deblur`` (e.g. ``estimator=``).
 
     Raises:
-        ValueError: bad ``method``/``tile``/``kernel_size``/``tile_overlap``/``estimate_side``,
+        ValueError: bad ``method``/``tile``/``kernel_size``/``tile_overlap``,
             a bad kernel (message names the file). FileNotFoundError: missing kernel file.
         RuntimeError: CUDA asked for but not available.
     """
@@ -381,7 +390,6 @@ class ClassicalDeblurrer(Deblurrer):
         *,
         fallback: bool = True,
         nonblind_method: str = "hyper_laplacian",
-        estimate_side: int = 1024,
         pipeline_options: dict[str, Any] | None = None,
     ) -> None:
         if method not in ESTIMATORS:
@@ -393,8 +401,6 @@ class ClassicalDeblurrer(Deblurrer):
             raise ValueError(f"tile must be None, a positive int or 'auto', got {tile!r}")
         if tile_overlap < 0:
             raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
-        if estimate_side < 64:
-            raise ValueError(f"estimate_side must be >= 64 pixels, got {estimate_side}")
         self.kernel_source: str | None = None
         if kernel is not None and not isinstance(kernel, torch.Tensor):
             self.kernel_source = str(kernel)
@@ -411,7 +417,6 @@ class ClassicalDeblurrer(Deblurrer):
         self.save_kernel = bool(save_kernel)
         self.fallback = bool(fallback)
         self.nonblind_method = nonblind_method
-        self.estimate_side = int(estimate_side)
         self.pipeline_options = dict(pipeline_options or {})
         self.device = resolve_device(device)
         self.tile = tile
@@ -463,28 +468,30 @@ class ClassicalDeblurrer(Deblurrer):
 
     # ------------------------------------------------------------------ one image
 
-    def _nonblind(self, x: torch.Tensor, kernel: torch.Tensor, sigma: float | None) -> torch.Tensor:
-        """Non-blind deconvolution of a (n,C,h,w) batch on ``x.device``; unclamped."""
-        from ..deconv.nonblind import deconvolve
+    def _nonblind(self, x: torch.Tensor, kernel: torch.Tensor, sigma: float, estimated: bool) -> torch.Tensor:
+        """The pipeline's non-blind step on a (n,C,h,w) batch on ``x.device``, unclamped:
+        ``deblurkit.deconv.pipeline.deconvolve_masked`` (hyper-Laplacian, unknown boundary,
+        clipped highlights refilled; a weaker data term for an ``estimated`` kernel) with the
+        photo's noise level, so every tile of a photo is treated alike."""
+        from ..deconv.pipeline import deconvolve_masked
+        from ..deconv.region import saturation_mask
 
-        opts: dict[str, Any] = {"method": self.nonblind_method, "boundary": "unknown"}
-        if sigma is not None:
-            opts["noise_sigma"] = float(sigma)
-        return deconvolve(x, kernel.to(x.device), **_accepted(deconvolve, opts))
+        saturation = float(self.pipeline_options.get("saturation", 0.98))
+        opts: dict[str, Any] = {"noise_sigma": float(sigma), "estimated": estimated, "method": self.nonblind_method,
+                                "clipped": saturation_mask(x, threshold=saturation, dilate=1)}
+        opts = _accepted(deconvolve_masked, opts)
+        opts.update(self.pipeline_options.get("deconv_options") or {})
+        return deconvolve_masked(x, kernel.to(x.device), **opts)
 
-    def _noise_level(self, image: torch.Tensor) -> float | None:
-        """Noise sigma of a (1,C,H,W) photo, measured on its central ``estimate_side`` square."""
-        try:
-            from ..deconv.noise import estimate_noise_level
-        except ImportError:
-            return None
-        _, _, h, w = image.shape
-        s = self.estimate_side
-        top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
-        crop = image[:, :, top : top + s, left : left + s]
-        return float(estimate_noise_level(crop.to(self.device)).reshape(-1)[0])
+    def _noise_level(self, image: torch.Tensor) -> float:
+        """Noise sigma of a (1,C,H,W) photo ([0, 1] units): ``estimate_noise_level`` of its
+        luminance, as the pipeline measures it."""
+        from ..deconv.noise import estimate_noise_level
+        from ..deconv.region import luminance
 
-    def _deconvolve_photo(self, image: torch.Tensor, kernel: torch.Tensor, sigma: float | None,
+        return float(estimate_noise_level(luminance(image.to(self.device))).reshape(-1)[0])
+
+    def _deconvolve_photo(self, image: torch.Tensor, kernel: torch.Tensor, sigma: float, estimated: bool,
                           progress: Any) -> tuple[torch.Tensor, int]:
         """Tiled (or one-pass) non-blind deconvolution of a (1,C,H,W) CPU photo; clamped, CPU."""
         _, _, h, w = image.shape
@@ -492,32 +499,33 @@ class ClassicalDeblurrer(Deblurrer):
         if tile is not None and tile >= max(h, w):
             tile = None
         if tile is None:
-            out = self._nonblind(image.to(self.device), kernel, sigma)
-            if progress is not None and callable(progress) and not hasattr(progress, "update"):
-                progress(1, 1)
+            out = self._nonblind(image.to(self.device), kernel, sigma, estimated)
+            _tick(progress)
             return out.detach().to("cpu", torch.float32).clamp_(0, 1), 1
         overlap = self.overlap_for(kernel, tile)
         count = [0]
 
         def fn(batch: torch.Tensor) -> torch.Tensor:
             count[0] += 1
-            return self._nonblind(batch, kernel, sigma)
+            return self._nonblind(batch, kernel, sigma, estimated)
 
         out = tiled_forward(fn, image, tile=tile, overlap=overlap, multiple=1, batch_size=1,
                             progress=progress, device=self.device)
         return out.clamp_(0, 1), count[0]
 
-    def _pipeline(self, image: torch.Tensor, *, kernel: torch.Tensor | None = None) -> Any:
-        """``deblurkit.deconv.pipeline.blind_deblur`` on a (1,C,h,w) image on the device."""
-        from ..deconv.pipeline import blind_deblur
-
-        opts: dict[str, Any] = {"kernel": kernel, "kernel_size": self.kernel_size, "method": self.method,
-                                "fallback": self.fallback}
+    def _pipeline_options(self, fn: Callable[..., Any]) -> dict[str, Any]:
+        opts: dict[str, Any] = {"kernel_size": self.kernel_size, "method": self.method, "fallback": self.fallback,
+                                "deconv_method": self.nonblind_method}
         opts.update(self.pipeline_options)
-        return blind_deblur(image.to(self.device), **_accepted(blind_deblur, opts))
+        return _accepted(fn, opts)
 
     def restore(self, image: torch.Tensor, *, progress: Any = None) -> ClassicalResult:
         """Deblur one image and say how.
+
+        A photo deconvolved in one pass (see :meth:`tile_for`) goes through
+        :func:`deblurkit.deconv.pipeline.blind_deblur` as a whole; a larger one gets its kernel
+        from ``estimate_checked_kernel`` (the same estimate, check and fallback, on a region of
+        bounded size) and is then deconvolved tile by tile with the same non-blind step.
 
         Args:
             image: ``(1, C, H, W)`` or ``(C, H, W)`` float tensor in [0, 1], ``C`` in {1, 3}, any device.
@@ -528,69 +536,62 @@ class ClassicalDeblurrer(Deblurrer):
             :class:`ClassicalResult` (``image`` float32 ``(1, C, H, W)`` in [0, 1] on the CPU).
 
         Raises:
-            ValueError: a bad image (as :meth:`Deblurrer.deblur_tensor`), or a given kernel
-                larger than the image (the message names the kernel file).
+            ValueError: a bad image (as :meth:`Deblurrer.deblur_tensor`; the pipeline needs at
+                least 16x16 pixels), or a given kernel larger than the image (the message names
+                the kernel file).
         """
         t0 = time.perf_counter()
         x = self._validated(image)
         if x.shape[0] != 1:
             raise ValueError(f"restore takes one image, got a batch of {x.shape[0]}")
-        _, c, h, w = x.shape
+        _, _, h, w = x.shape
         if self.kernel is not None:
             kh, kw = self.kernel.shape
             if kh > h or kw > w:
                 raise ValueError(f"kernel {self.kernel_source} ({kh}x{kw}) is larger than the image ({h}x{w})")
             sigma = self._noise_level(x)
             t1 = time.perf_counter()
-            out, tiles = self._deconvolve_photo(x, self.kernel, sigma, progress)
+            out, tiles = self._deconvolve_photo(x, self.kernel, sigma, False, progress)
             t2 = time.perf_counter()
             return ClassicalResult(out, self.kernel.clone(), estimated=False, noise_sigma=sigma, tiles=tiles,
                                    timings={"estimate": 0.0, "deconvolve": t2 - t1, "total": t2 - t0})
         if self.spatially_varying:
             return self._restore_spatially_varying(x, t0)
-        est = self._estimate(x)
+        if self.tile_for(h, w) is None:  # one pass: the pipeline does both stages
+            from ..deconv.pipeline import blind_deblur
+
+            res = blind_deblur(x.to(self.device), **self._pipeline_options(blind_deblur))
+            _tick(progress)
+            total = time.perf_counter() - t0
+            dec = float((getattr(res, "timings", None) or {}).get("deconvolve", 0.0))
+            return ClassicalResult(res.image.detach().to("cpu", torch.float32).clamp(0, 1), _cpu(res.kernel),
+                                   fell_back=bool(res.fell_back), reason=str(res.reason or ""),
+                                   noise_sigma=_float(res.noise_sigma), estimated=True, region=_region(res.region),
+                                   tiles=1, timings={"estimate": total - dec, "deconvolve": dec, "total": total})
+        choice, sigma = self._choose_kernel(x)
         t1 = time.perf_counter()
-        kernel, sigma = est["kernel"], est["noise_sigma"]
-        if est["whole"] is not None:  # the pipeline saw the whole photo and deconvolved it
-            out, tiles = est["whole"].detach().to("cpu", torch.float32).clamp(0, 1), 1
-            if progress is not None and callable(progress) and not hasattr(progress, "update"):
-                progress(1, 1)
-        elif kernel is None:  # the pipeline fell back to the input itself
+        kernel = _cpu(choice.kernel)
+        if kernel is None:  # the pipeline's conservative result: the input itself
             out, tiles = x.clone(), 1
         else:
-            out, tiles = self._deconvolve_photo(x, kernel, sigma, progress)
+            out, tiles = self._deconvolve_photo(x, kernel, sigma, True, progress)
         t2 = time.perf_counter()
-        timings = {"estimate": t1 - t0, "deconvolve": t2 - t1, "total": t2 - t0}
-        if est["whole"] is not None and est["estimate_seconds"] is not None:
-            timings["estimate"] = est["estimate_seconds"]
-            timings["deconvolve"] = t2 - t0 - est["estimate_seconds"]
-        return ClassicalResult(out, kernel, fell_back=est["fell_back"], reason=est["reason"], noise_sigma=sigma,
-                               estimated=True, region=est["region"], tiles=tiles, timings=timings)
+        return ClassicalResult(out, kernel, fell_back=bool(choice.fell_back), reason=str(choice.reason or ""),
+                               noise_sigma=sigma, estimated=True, region=_region(choice.region), tiles=tiles,
+                               timings={"estimate": t1 - t0, "deconvolve": t2 - t1, "total": t2 - t0})
 
-    def _estimate(self, x: torch.Tensor) -> dict[str, Any]:
-        """Run the pipeline on the most informative ``estimate_side`` square of a (1,C,H,W) photo."""
-        _, _, h, w = x.shape
-        top, left, rh, rw = _region_crop(x, self.estimate_side)
-        whole = (rh, rw) == (h, w)
-        t0 = time.perf_counter()
-        res = self._pipeline(x[:, :, top : top + rh, left : left + rw])
-        seconds = time.perf_counter() - t0
-        kernel = getattr(res, "kernel", None)
-        kernel = None if kernel is None else kernel.detach().to("cpu", torch.float32)
-        sigma = getattr(res, "noise_sigma", None)
-        sigma = None if sigma is None else float(torch.as_tensor(sigma).reshape(-1)[0])
-        region = getattr(res, "region", None)
-        region = (top, left, rh, rw) if region is None else (
-            top + int(region[0]), left + int(region[1]), int(region[2]), int(region[3]))
-        inner = dict(getattr(res, "timings", None) or {})
-        est = sum(float(v) for k, v in inner.items() if "estimat" in k or "kernel" in k)
-        return {"kernel": kernel, "noise_sigma": sigma, "fell_back": bool(getattr(res, "fell_back", False)),
-                "reason": str(getattr(res, "reason", "") or ""), "region": region,
-                "whole": res.image if whole else None,
-                "estimate_seconds": est if 0 < est <= seconds else (None if whole else seconds)}
+    def _choose_kernel(self, x: torch.Tensor) -> tuple[Any, float]:
+        """``estimate_checked_kernel`` on a (1,C,H,W) photo: (its KernelChoice, the noise sigma)."""
+        from ..deconv.pipeline import estimate_checked_kernel
+
+        sigma = self._noise_level(x)
+        opts = self._pipeline_options(estimate_checked_kernel)
+        opts.pop("noise_sigma", None)
+        return estimate_checked_kernel(x.to(self.device), noise_sigma=sigma, **opts), sigma
 
     def estimate(self, image: torch.Tensor) -> ClassicalResult:
-        """Estimate the kernel of a photo only (what ``deblurkit estimate-kernel`` writes).
+        """Estimate the kernel of a photo only (what ``deblurkit estimate-kernel`` writes): the
+        pipeline's estimate, check and fallback, without deconvolving the photo.
 
         Args:
             image: ``(1, C, H, W)`` or ``(C, H, W)`` float tensor in [0, 1], ``C`` in {1, 3}.
@@ -608,11 +609,11 @@ class ClassicalDeblurrer(Deblurrer):
         x = self._validated(image)
         if x.shape[0] != 1:
             raise ValueError(f"estimate takes one image, got a batch of {x.shape[0]}")
-        est = self._estimate(x)
+        choice, sigma = self._choose_kernel(x)
         total = time.perf_counter() - t0
-        return ClassicalResult(x, est["kernel"], fell_back=est["fell_back"], reason=est["reason"],
-                               noise_sigma=est["noise_sigma"], estimated=True, region=est["region"],
-                               timings={"estimate": est["estimate_seconds"] or total, "total": total})
+        return ClassicalResult(x, _cpu(choice.kernel), fell_back=bool(choice.fell_back),
+                               reason=str(choice.reason or ""), noise_sigma=sigma, estimated=True,
+                               region=_region(choice.region), timings={"estimate": total, "total": total})
 
     def _restore_spatially_varying(self, x: torch.Tensor, t0: float) -> ClassicalResult:
         from ..deconv.spatially_varying import deblur_spatially_varying

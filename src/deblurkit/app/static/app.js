@@ -117,6 +117,14 @@ async function showResult(job) {
     loaded($("compare-before"), inputSrc), loaded($("compare-after-img"), resultSrc),
   ]);
   $("download").href = fileUrl(job, "result.png", true);
+  // classical pipeline: the kernel it used, and whether its estimate fell back
+  const note = $("run-note");
+  note.textContent = job.note || "";
+  note.hidden = !job.note;
+  note.classList.toggle("warning", !!job.fell_back);
+  const hasKernel = job.files.includes("kernel.png");
+  $("kernel").hidden = !hasKernel;
+  if (hasKernel) await loaded($("kernel-img"), fileUrl(job, "kernel.png"));
   $("result").dataset.job = job.id;
 }
 
@@ -174,12 +182,11 @@ async function start() {
     return;
   }
   const model = $("model");
-  if (info.default_model) {
-    model.appendChild(option("", "default: " + info.default_model + " (embedded weights)"));
-  } else {
-    showError($("error"), info.default_model_error);
+  model.appendChild(option("", "default: " + info.default_model_label));
+  if (info.embedded_model) {
+    model.appendChild(option(info.embedded_model, info.embedded_model + " (network, embedded weights)"));
   }
-  for (const name of info.models) model.appendChild(option(name, name + " (needs a weights file)"));
+  for (const name of info.models) model.appendChild(option(name, name + " (network, needs a weights file)"));
   model.value = "";
   for (const name of info.examples) $("example").appendChild(option(name, name));
   for (const name of info.event_models) $("events-model").appendChild(option(name, name));
