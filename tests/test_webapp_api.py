@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+import deblurkit.deconv.blind as blind_mod
 from deblurkit.app import AppConfig
 from deblurkit.app.events import AEDAT4_SIGNATURE
-from deblurkit.inference import Deblurrer, default_model_info
+from deblurkit.inference import ClassicalDeblurrer, Deblurrer, read_kernel
 from deblurkit.io import read_image
 from webapp_server import LiveServer
 
@@ -34,6 +35,21 @@ def decode(data: bytes) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
+def line_kernel(length: int = 5) -> torch.Tensor:
+    k = torch.zeros(length, length)
+    k[length // 2, :] = 1.0 / length
+    return k
+
+
+@pytest.fixture(autouse=True)
+def fast_estimator(monkeypatch):
+    """The default (classical) runs estimate a horizontal 5-px motion kernel at once: these tests
+    are about the app; the estimator is tested in tests/test_deconv_blind.py. (On the licence
+    plate crop this kernel passes the pipeline's reliability check, so the result differs from the
+    input.)"""
+    monkeypatch.setattr(blind_mod, "estimate_kernel", lambda grey, kernel_size, **opts: line_kernel())
+
+
 @pytest.fixture()
 def crop() -> torch.Tensor:
     """A 96x72 crop of a real motion-blurred photo (the licence plate), (3,72,96) in [0,1]."""
@@ -52,10 +68,11 @@ def job_files(server) -> dict[str, set[str]]:
     return {p.name: {q.name for q in p.iterdir()} for p in server.workspace.root.iterdir()}
 
 
-def test_info_offers_the_embedded_default_and_the_examples(server):
+def test_info_offers_the_classical_default_the_embedded_network_and_the_examples(server):
     status, info, headers = server.call("GET", "/api/info")
     assert status == 200
-    assert info["default_model"] == default_model_info()["model"]
+    assert info["default_model"] == "classical" and "kernel" in info["default_model_label"]
+    assert info["embedded_model"] == "mimo_unet_small" and info["embedded_model_error"] is None
     assert "mimo_unet" in info["models"] and "msdi_net" in info["models"]
     assert "msdi_encoder" not in info["models"] and "patchgan_b2b" not in info["models"]
     assert info["examples"] == sorted(p.name for p in EXAMPLES.iterdir() if p.suffix != ".md")
@@ -79,18 +96,48 @@ def test_upload_is_deblurred_like_the_library_does_and_name_never_becomes_a_path
     assert status == 200
     assert 'filename="evil_name_deblurred.png"' in headers["content-disposition"]
     result = decode(data)
-    expected = Deblurrer(tile=None, progress=False).deblur_tensor(crop)
+    expected = ClassicalDeblurrer(tile=None, progress=False).deblur_tensor(crop)  # the default
     assert result.shape == crop.shape
     assert (result - expected).abs().max() <= 1 / 255 + 1e-6  # the library's output, 8-bit rounded
     assert (result - crop).abs().mean() > 2e-3  # and not the input
+    # the kernel used is shown, and said
+    assert job["note"].startswith("kernel 5x5 estimated") and job["fell_back"] is False
+    status, data, headers = server.call("GET", f"/api/jobs/{job['id']}/files/kernel.png?download=1")
+    assert status == 200 and 'filename="evil_name_kernel.png"' in headers["content-disposition"]
+    kernel_file = tmp_path / "kernel.png"
+    kernel_file.write_bytes(data)
+    assert torch.allclose(read_kernel(kernel_file), line_kernel(), atol=1e-6)
     # only the app's own fixed names inside its own folder
-    assert job_files(server) == {job["id"]: {"upload.png", "input.png", "result.png"}}
+    assert job_files(server) == {job["id"]: {"upload.png", "input.png", "result.png", "kernel.png"}}
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [server.workspace.root.name]
     assert not any("evil" in p.name for p in tmp_path.rglob("*"))
 
 
-def test_tiled_run_reports_tile_progress(server, crop):
-    status, body, _ = server.call("POST", "/api/jobs?tile=64", data=png_bytes(crop))
+def test_embedded_network_runs_without_weights_like_the_library(server, crop):
+    status, body, _ = server.call("POST", "/api/jobs?model=mimo_unet_small&tile=off", data=png_bytes(crop))
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done" and job["note"] == "" and "kernel.png" not in job["files"], job
+    _, data, _ = server.call("GET", f"/api/jobs/{job['id']}/files/result.png")
+    expected = Deblurrer("mimo_unet_small", tile=None, progress=False).deblur_tensor(crop)
+    assert (decode(data) - expected).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_unreliable_kernel_estimate_is_reported(server, crop, monkeypatch):
+    noise = torch.rand(31, 31, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(blind_mod, "estimate_kernel", lambda grey, kernel_size, **opts: noise / noise.sum())
+    status, body, _ = server.call("POST", "/api/jobs?tile=off", data=png_bytes(crop))
+    assert status == 202, body
+    job = server.wait_job(body["job"]["id"])
+    assert job["state"] == "done" and job["fell_back"] is True, job
+    assert job["note"].startswith("kernel estimate unreliable (") and "wrote the input unchanged" in job["note"]
+    _, data, _ = server.call("GET", f"/api/jobs/{job['id']}/files/result.png")
+    assert (decode(data) - crop).abs().max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("model", ["classical", "mimo_unet_small"])
+def test_tiled_run_reports_tile_progress(server, crop, model):
+    status, body, _ = server.call("POST", f"/api/jobs?tile=64&model={model}", data=png_bytes(crop))
     assert status == 202, body
     job = server.wait_job(body["job"]["id"])
     assert job["state"] == "done", job
@@ -118,6 +165,8 @@ def test_example_photo_grey_stays_grey(server):
         ("?model=no_such_net", b"", 400, "unknown model 'no_such_net'"),
         ("?model=msdi_encoder", b"", 400, "unknown model 'msdi_encoder'"),
         ("?model=mimo_unet", b"", 400, "needs a weights file"),
+        ("?model=classical&weights=" + str(EXAMPLES / "LICENSES.md"), b"", 400, "has suffix '.md'"),
+        ("?precision=bf16", b"", 400, "classical pipeline runs in fp32"),
         ("?weights=/no/such/file.pth", b"", 400, "weights file not found"),
         ("?weights=" + str(PHOTO), b"", 400, "has suffix '.jpg'"),
         ("?tile=7", b"", 400, "tile must be between"),

@@ -5,6 +5,10 @@ tests FAIL, so CI cannot pass without them. Set ``DEBLURKIT_NO_BROWSER=1`` to sk
 machine that cannot have a browser. ``DEBLURKIT_CHROMIUM`` overrides the browser path;
 ``DEBLURKIT_SCREENSHOT=PATH`` also writes the page's screenshot there (docs/images/webapp.png,
 posterised to 5 bits per channel to stay small).
+
+The default run is the classical pipeline; its blind estimator is replaced by a fixed horizontal
+motion kernel (the page is tested here, the estimator in tests/test_deconv_blind.py), except with
+``DEBLURKIT_SCREENSHOT``, where the real estimator runs (slower) for the README picture.
 """
 from __future__ import annotations
 
@@ -16,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import deblurkit.deconv.blind as blind_mod
 from deblurkit.app import AppConfig
 from deblurkit.app.events import event_support
-from deblurkit.inference import default_model_info
 from webapp_server import LiveServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +64,21 @@ def browser():
             shutil.rmtree(profile, ignore_errors=True)
 
 
+def _line_kernel(grey, kernel_size, **options):
+    k = torch.zeros(5, 5)
+    k[2, :] = 0.2
+    return k
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("webapp")
     cfg = AppConfig(max_upload_mb=1.0, examples_dir=EXAMPLES, device="cpu", workdir=work)
-    with LiveServer(cfg) as s:
-        yield s
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.environ.get("DEBLURKIT_SCREENSHOT"):
+            mp.setattr(blind_mod, "estimate_kernel", _line_kernel)
+        with LiveServer(cfg) as s:
+            yield s
 
 
 @pytest.fixture()
@@ -87,14 +101,19 @@ def fetch_png(server, src: str) -> np.ndarray:
 
 
 def test_real_blurry_photo_is_deblurred_compared_and_downloadable(page, server, tmp_path):
-    assert page.input_value("#model") == ""  # the embedded default is preselected
-    assert default_model_info()["model"] in page.locator("#model option:checked").inner_text()
+    assert page.input_value("#model") == ""  # the default is preselected: the classical pipeline
+    assert "classical" in page.locator("#model option:checked").inner_text()
+    assert "mimo_unet_small" in page.locator("#model").inner_text()  # the embedded network is offered
     page.set_input_files("#file", str(PHOTO))
     page.click("#run")
     page.wait_for_selector("#result[data-job]", timeout=RUN_TIMEOUT_MS)
     assert page.locator("#error").is_hidden()
-    widths = page.evaluate("[...document.querySelectorAll('#result img')].map(i => i.naturalWidth)")
+    widths = page.evaluate("[...document.querySelectorAll('#result .pair img, #result .compare img')]"
+                           ".map(i => i.naturalWidth)")
     assert widths == [600] * 4  # input, result and both layers of the slider view are shown
+    assert page.locator("#kernel-img").is_visible()  # the kernel the classical pipeline used
+    assert page.evaluate("document.getElementById('kernel-img').naturalWidth") > 0
+    assert page.locator("#run-note").inner_text().startswith(("kernel ", "kernel estimate unreliable"))
     before = fetch_png(server, page.get_attribute("#input-img", "src"))
     after = fetch_png(server, page.get_attribute("#result-img", "src"))
     assert before.shape == after.shape == (482, 600, 3)
