@@ -1,4 +1,6 @@
 # Two set-up commands for a fresh machine: `make demo` and `make test`.
+# `make demo` deblurs the real photos of examples/real_blur with the default, the classical
+# pipeline (blind kernel estimation + non-blind deconvolution), into out/demo/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/deblurkit deblur examples/real_blur -o out/demo --compare
+	$(VENV)/bin/deblurkit deblur examples/real_blur -o out/demo --compare --save-kernel
 
 browser:
 	@if [ -n "$$DEBLURKIT_NO_BROWSER" ] || [ -x "$(CHROMIUM)" ]; then :; \

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""CPU speed and memory of the default deblurring model (a benchmark script, not a test).
+"""CPU speed and memory of a deblurring network, by default the embedded ``mimo_unet_small``
+(a benchmark script, not a test). The classical pipeline, deblurkit's default since issue 13,
+has its own benchmark: ``benchmarks/bench_classical.py`` (which also runs this network side by side).
 
 Measures, for photos of a few sizes (default 1 MP and 12 MP), the end-to-end time of
 ``Deblurrer.deblur_file`` (read, deblur with ``tile="auto"``, write PNG) and of the deblurring
@@ -13,7 +15,7 @@ within 4 GB peak RSS.
 
 Usage::
 
-    python benchmarks/bench_default_cpu.py                        # embedded default model
+    python benchmarks/bench_default_cpu.py                        # embedded network mimo_unet_small
     python benchmarks/bench_default_cpu.py --model mimo_unet --random-init   # before weights exist
     python benchmarks/bench_default_cpu.py --sizes 1 --threads 2 --check
 
@@ -213,7 +215,7 @@ def _forward_flags(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="registry name (default: the embedded default model)")
+    p.add_argument("--model", default=None, help="registry name (default: the embedded network mimo_unet_small)")
     p.add_argument("--weights", default=None, help="checkpoint for --model")
     p.add_argument("--overrides", default=None, help='constructor overrides as JSON, e.g. \'{"base_channel": 16}\'')
     p.add_argument("--random-init", action="store_true", help="allow --model without --weights (same compute)")
