@@ -262,3 +262,11 @@ def test_kernel_picture_and_inset():
     out = add_kernel_inset(panel, k, x0=104, width=100)
     assert torch.equal(out[:, :, :104], panel[:, :, :104])  # the left panel untouched
     assert bool((out[:, 95, 199] == 1.0).all()) and bool((out[:, 70, 150] == 0.5).all())
+
+
+def test_spatially_varying_option(tmp_path, photo, case, true_estimator):
+    res = _run("deblur", photo, "-o", tmp_path / "out", "--spatially-varying", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert len(true_estimator) > 1  # one estimate per region (and the global one)
+    assert f"{photo}: kernels per region (global 13x13) estimated" in res.output
+    assert _gain(tmp_path / "out" / "wood_deblurred.png", case) > 1.0

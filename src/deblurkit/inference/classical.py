@@ -293,6 +293,8 @@ class ClassicalResult:
             when given).
         tiles: number of tiles of the non-blind stage (1: one pass).
         timings: seconds per stage (``estimate``, ``deconvolve``, ``total``).
+        per_region: kernels were estimated per region (``spatially_varying``); ``kernel`` is then
+            the global one, used where a region's own estimate was unreliable.
     """
 
     image: torch.Tensor
@@ -304,6 +306,7 @@ class ClassicalResult:
     region: tuple[int, int, int, int] | None = None
     tiles: int = 1
     timings: dict[str, float] = field(default_factory=dict)
+    per_region: bool = False
 
     def describe(self) -> str:
         """One line for a report: the kernel used (or the fallback and why)."""
@@ -315,7 +318,8 @@ class ClassicalResult:
             return "no kernel applied; wrote the input unchanged"
         kh, kw = self.kernel.shape
         how = f"estimated in {self.timings.get('estimate', 0.0):.1f} s" if self.estimated else "given"
-        return f"kernel {kh}x{kw} {how}, {self.timings.get('total', 0.0):.1f} s in all"
+        what = f"kernels per region (global {kh}x{kw})" if self.per_region else f"kernel {kh}x{kw}"
+        return f"{what} {how}, {self.timings.get('total', 0.0):.1f} s in all"
 
 
 def _tick(progress: Any) -> None:
@@ -616,22 +620,19 @@ class ClassicalDeblurrer(Deblurrer):
                                region=_region(choice.region), timings={"estimate": total, "total": total})
 
     def _restore_spatially_varying(self, x: torch.Tensor, t0: float) -> ClassicalResult:
+        """``deblurkit.deconv.spatially_varying.deblur_spatially_varying`` on the whole photo (one
+        pass: regions are blended with windows that sum to one, Hirsch et al. 2010)."""
         from ..deconv.spatially_varying import deblur_spatially_varying
 
-        opts: dict[str, Any] = {"kernel_size": self.kernel_size, "method": self.method, "fallback": self.fallback}
-        opts.update(self.pipeline_options)
-        res = deblur_spatially_varying(x.to(self.device), **_accepted(deblur_spatially_varying, opts))
-        img = res.image if hasattr(res, "image") else res
+        res = deblur_spatially_varying(x.to(self.device), **self._pipeline_options(deblur_spatially_varying))
         kernel = getattr(res, "kernel", None)
-        if isinstance(kernel, torch.Tensor) and kernel.dim() == 2:
-            kernel = kernel.detach().to("cpu", torch.float32)
-        else:
-            kernel = None
-        t1 = time.perf_counter()
-        return ClassicalResult(img.detach().to("cpu", torch.float32).clamp(0, 1), kernel,
-                               fell_back=bool(getattr(res, "fell_back", False)),
-                               reason=str(getattr(res, "reason", "") or ""), estimated=True,
-                               timings={"estimate": t1 - t0, "deconvolve": 0.0, "total": t1 - t0})
+        kernel = _cpu(kernel) if isinstance(kernel, torch.Tensor) and kernel.dim() == 2 else None
+        total = time.perf_counter() - t0
+        dec = float((getattr(res, "timings", None) or {}).get("deconvolve", 0.0))
+        return ClassicalResult(res.image.detach().to("cpu", torch.float32).clamp(0, 1), kernel,
+                               fell_back=bool(res.fell_back), reason=str(res.reason or ""),
+                               noise_sigma=_float(res.noise_sigma), estimated=True, per_region=True,
+                               timings={"estimate": total - dec, "deconvolve": dec, "total": total})
 
     # ------------------------------------------------------------------ Deblurrer interface
 
