@@ -270,3 +270,29 @@ def test_spatially_varying_option(tmp_path, photo, case, true_estimator):
     assert len(true_estimator) > 1  # one estimate per region (and the global one)
     assert f"{photo}: kernels per region (global 13x13) estimated" in res.output
     assert _gain(tmp_path / "out" / "wood_deblurred.png", case) > 1.0
+
+
+def test_large_photo_is_estimated_in_a_bounded_window(case, monkeypatch):
+    """A photo over ESTIMATE_WINDOW^2 (the window shrunk to 400 px to keep the test fast) whose
+    only structure is the blurred crop, placed off-centre: the estimator sees at most the window,
+    and the region reported (photo coordinates) lies on the crop."""
+    import deblurkit.inference.classical as classical_mod
+
+    monkeypatch.setattr(classical_mod, "ESTIMATE_WINDOW", 400)
+    blurry, _, k = case
+    big = torch.full((1, 3, 700, 900), float(blurry.mean()))
+    top, left = 0, 0  # a centred window (rows 150-550, cols 250-650) would miss it
+    big[:, :, top:top + blurry.shape[-2], left:left + blurry.shape[-1]] = blurry
+    seen = []
+
+    def stub(grey, kernel_size, **options):
+        seen.append(tuple(grey.shape[-2:]))
+        return k
+
+    monkeypatch.setattr(blind_mod, "estimate_kernel", stub)
+    res = ClassicalDeblurrer(progress=False).estimate(big)
+    assert seen and max(max(s) for s in seen) <= 400
+    assert res.kernel is not None and not res.fell_back
+    t, l, rh, rw = res.region
+    assert max(rh, rw) <= 400
+    assert t < top + blurry.shape[-2] and t + rh > top and l < left + blurry.shape[-1] and l + rw > left

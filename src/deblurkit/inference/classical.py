@@ -14,6 +14,8 @@ Per image (:meth:`ClassicalDeblurrer.restore`):
    (chosen by ``deblurkit.deconv.region.select_region``), so the cost of the estimate does not
    grow with the photo. The pipeline checks the estimate and falls back to a conservative
    result when it is unreliable (``fell_back`` / ``reason``).
+   Photos larger than 4 MP are first narrowed to a :data:`ESTIMATE_WINDOW` square (the most
+   informative one at a coarse scale), so time and memory stay bounded.
 2. **Non-blind deconvolution** of the whole photo with that kernel (the pipeline's
    ``deconvolve_masked``: hyper-Laplacian prior, unknown-boundary data term, clipped highlights
    refilled), tiled with :func:`~deblurkit.inference.tiling.tiled_forward` for photos above
@@ -59,6 +61,7 @@ __all__ = [
     "ESTIMATORS",
     "ONE_PASS_MEGAPIXELS",
     "AUTO_TILE",
+    "ESTIMATE_WINDOW",
     "KERNEL_SUFFIXES",
 ]
 
@@ -72,6 +75,9 @@ ESTIMATORS = ("dark_channel", "l0")
 ONE_PASS_MEGAPIXELS = 2.0
 #: Tile side (pixels) of the automatic tiling of the non-blind stage.
 AUTO_TILE = 1024
+#: Side (pixels) of the part of a large photo the kernel is estimated in: the pipeline picks its
+#: region inside it, so the estimate's time and memory stay bounded for any photo size.
+ESTIMATE_WINDOW = 2048
 #: Kernel files :func:`read_kernel` accepts: NumPy arrays and images.
 KERNEL_SUFFIXES = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 #: PNG text key recording the nearest-neighbour upscale factor of a kernel picture written by
@@ -572,7 +578,7 @@ class ClassicalDeblurrer(Deblurrer):
                                    fell_back=bool(res.fell_back), reason=str(res.reason or ""),
                                    noise_sigma=_float(res.noise_sigma), estimated=True, region=_region(res.region),
                                    tiles=1, timings={"estimate": total - dec, "deconvolve": dec, "total": total})
-        choice, sigma = self._choose_kernel(x)
+        choice, sigma, region = self._choose_kernel(x)
         t1 = time.perf_counter()
         kernel = _cpu(choice.kernel)
         if kernel is None:  # the pipeline's conservative result: the input itself
@@ -581,17 +587,45 @@ class ClassicalDeblurrer(Deblurrer):
             out, tiles = self._deconvolve_photo(x, kernel, sigma, True, progress)
         t2 = time.perf_counter()
         return ClassicalResult(out, kernel, fell_back=bool(choice.fell_back), reason=str(choice.reason or ""),
-                               noise_sigma=sigma, estimated=True, region=_region(choice.region), tiles=tiles,
+                               noise_sigma=sigma, estimated=True, region=region, tiles=tiles,
                                timings={"estimate": t1 - t0, "deconvolve": t2 - t1, "total": t2 - t0})
 
-    def _choose_kernel(self, x: torch.Tensor) -> tuple[Any, float]:
-        """``estimate_checked_kernel`` on a (1,C,H,W) photo: (its KernelChoice, the noise sigma)."""
+    def _choose_kernel(self, x: torch.Tensor) -> tuple[Any, float, tuple[int, int, int, int] | None]:
+        """``estimate_checked_kernel`` on a (1,C,H,W) photo: (its KernelChoice, the noise sigma,
+        the estimation region in the photo's pixels).
+
+        A photo larger than :data:`ESTIMATE_WINDOW` squared is first narrowed to the
+        ``ESTIMATE_WINDOW`` square with the most informative structure, found by
+        ``select_region`` on a copy downscaled to about 1 MP; the pipeline then chooses its
+        estimation region inside that window at full resolution. The region reported is in the
+        photo's coordinates."""
         from ..deconv.pipeline import estimate_checked_kernel
 
+        _, _, h, w = x.shape
+        top = left = 0
+        if h * w > ESTIMATE_WINDOW**2:
+            top, left = self._estimate_window(x)
+            x = x[:, :, top : top + ESTIMATE_WINDOW, left : left + ESTIMATE_WINDOW]
         sigma = self._noise_level(x)
         opts = self._pipeline_options(estimate_checked_kernel)
         opts.pop("noise_sigma", None)
-        return estimate_checked_kernel(x.to(self.device), noise_sigma=sigma, **opts), sigma
+        choice = estimate_checked_kernel(x.to(self.device), noise_sigma=sigma, **opts)
+        region = _region(getattr(choice, "region", None))
+        if region is not None:
+            region = (region[0] + top, region[1] + left, region[2], region[3])
+        return choice, sigma, region
+
+    @staticmethod
+    def _estimate_window(x: torch.Tensor) -> tuple[int, int]:
+        """Top-left corner of the ``ESTIMATE_WINDOW`` square of a large photo to estimate in."""
+        from ..deconv.region import select_region
+
+        _, _, h, w = x.shape
+        f = max(1, int((h * w / 1e6) ** 0.5))
+        small = torch.nn.functional.avg_pool2d(x, f, f) if f > 1 else x
+        side = max(16, min(ESTIMATE_WINDOW // f, *small.shape[-2:]))
+        t, l, _, _ = select_region(small, size=side)
+        return min(t * f, max(0, h - ESTIMATE_WINDOW)), min(l * f, max(0, w - ESTIMATE_WINDOW))
 
     def estimate(self, image: torch.Tensor) -> ClassicalResult:
         """Estimate the kernel of a photo only (what ``deblurkit estimate-kernel`` writes): the
@@ -613,11 +647,11 @@ class ClassicalDeblurrer(Deblurrer):
         x = self._validated(image)
         if x.shape[0] != 1:
             raise ValueError(f"estimate takes one image, got a batch of {x.shape[0]}")
-        choice, sigma = self._choose_kernel(x)
+        choice, sigma, region = self._choose_kernel(x)
         total = time.perf_counter() - t0
         return ClassicalResult(x, _cpu(choice.kernel), fell_back=bool(choice.fell_back),
                                reason=str(choice.reason or ""), noise_sigma=sigma, estimated=True,
-                               region=_region(choice.region), timings={"estimate": total, "total": total})
+                               region=region, timings={"estimate": total, "total": total})
 
     def _restore_spatially_varying(self, x: torch.Tensor, t0: float) -> ClassicalResult:
         """``deblurkit.deconv.spatially_varying.deblur_spatially_varying`` on the whole photo (one
