@@ -32,6 +32,7 @@ from .fft import fast_len
 __all__ = ["Domain", "make_domain", "smooth_pad", "gaussian_blur_circular", "BOUNDARIES"]
 
 BOUNDARIES = ("unknown", "smooth", "reflect", "circular")
+INIT = "smooth"
 
 
 def gaussian_blur_circular(x: Tensor, sigma: float) -> Tensor:
@@ -112,7 +113,8 @@ class Domain:
         return x[..., self.top:self.top + self.height, self.left:self.left + self.width]
 
 
-def make_domain(y: Tensor, kernel_hw: tuple[int, int], boundary: str, *, pad: int | None = None) -> Domain:
+def make_domain(y: Tensor, kernel_hw: tuple[int, int], boundary: str, *, pad: int | None = None,
+                init: str | None = None) -> Domain:
     """Build the deconvolution grid for (N, C, H, W) ``y`` and a (kh, kw) kernel.
 
     Args:
@@ -140,11 +142,16 @@ def make_domain(y: Tensor, kernel_hw: tuple[int, int], boundary: str, *, pad: in
     if boundary == "reflect":
         grid = extend(y, (p, wf - w - p, p, hf - h - p), "reflect")
         return Domain(grid, None, None, p, p, h, w)
-    grid = smooth_pad(y, (hf, wf))
     if boundary == "smooth":
-        return Domain(grid, None, None, 0, 0, h, w)
+        return Domain(smooth_pad(y, (hf, wf)), None, None, 0, 0, h, w)
+    if (INIT if init is None else init) == "reflect":
+        grid = extend(y, (p, wf - w - p, p, hf - h - p), "reflect")
+        top = left = p
+    else:
+        grid = smooth_pad(y, (hf, wf))
+        top = left = 0
     mask = torch.zeros(1, 1, hf, wf, dtype=torch.bool, device=y.device)
-    mask[..., :h, :w] = True
+    mask[..., top:top + h, left:left + w] = True
     observed = torch.zeros_like(grid)
-    observed[..., :h, :w] = y
-    return Domain(grid, mask, observed, 0, 0, h, w)
+    observed[..., top:top + h, left:left + w] = y
+    return Domain(grid, mask, observed, top, left, h, w)
