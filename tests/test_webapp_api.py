@@ -224,3 +224,36 @@ def test_events_call_the_io_module_and_serve_its_frames(server, monkeypatch):
     assert status == 400 and "not an AEDAT 4.0 recording" in body["error"]
     status, body, _ = server.call("POST", "/api/events?model=mimo_unet", data=payload)
     assert status == 400 and "unknown event model" in body["error"]
+
+
+def test_a_refused_upload_is_read_to_its_end_before_the_413_goes_out(tmp_path):
+    """The flaky 413 (issue 14, item 8): answering while the client still sends makes its send fail
+    with a broken pipe. Driven through ASGI directly, so the order is checked, not raced."""
+    import asyncio
+
+    from deblurkit.app import create_app
+
+    app = create_app(AppConfig(max_upload_mb=1.0, examples_dir=None, device="cpu", workdir=tmp_path))
+    chunks = [b"x" * 2**18] * 5  # 1.25 MiB > the 1 MiB limit, sent in five pieces
+    events: list[str] = []
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        i = sum(e == "body" for e in events)
+        events.append("body")
+        return {"type": "http.request", "body": chunks[i], "more_body": i + 1 < len(chunks)}
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/jobs", "raw_path": b"/api/jobs", "query_string": b"",
+             "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", str(5 * 2**18).encode()),
+                         (b"x-file-name", b"big.png")]}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert events.count("body") == len(chunks)  # every piece read (and dropped) before the answer
+    assert events.index("http.response.start") > max((i for i, e in enumerate(events) if e == "body"), default=-1)
+    assert b"too large" in b"".join(m.get("body", b"") for m in sent[1:])

@@ -45,6 +45,11 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+#: A refused upload up to this size is read to its end and dropped, so that the client gets the
+#: 413 answer instead of a broken pipe; a bigger one is cut off.
+DRAIN_LIMIT_BYTES = 2**30
+
+
 def _static_dir() -> Path:
     return Path(str(importlib.resources.files("deblurkit.app").joinpath("static")))
 
@@ -103,15 +108,30 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         return JSONResponse({"error": f"bad request: {exc.errors()}"}, status_code=422)
 
     async def read_body(request: Request, name: str) -> bytes:
-        """The raw request body, refused (413) as soon as it exceeds the upload limit."""
+        """The raw request body, refused (413) once it exceeds the upload limit.
+
+        A refused body is still read to its end (and dropped, up to :data:`DRAIN_LIMIT_BYTES`)
+        before the answer goes out: a server that answers and closes while the client is still
+        sending makes the client's send fail (broken pipe) and it never sees the 413 message.
+        """
         limit = config.max_upload_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit():
-            check_size(int(declared), limit, name)
         buf = bytearray()
-        async for chunk in request.stream():
-            buf += chunk
-            check_size(len(buf), limit, name)
+        try:
+            if declared.isdigit():
+                check_size(int(declared), limit, name)
+            async for chunk in request.stream():
+                buf += chunk
+                check_size(len(buf), limit, name)
+        except UploadError:
+            seen = len(buf)
+            buf = bytearray()
+            if not declared.isdigit() or int(declared) <= DRAIN_LIMIT_BYTES:
+                async for chunk in request.stream():
+                    seen += len(chunk)
+                    if seen > DRAIN_LIMIT_BYTES:
+                        break
+            raise
         return bytes(buf)
 
     def get_job(job_id: str) -> Job:
