@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,6 +13,10 @@ from . import expected_errors as _expected_errors
 from . import fail as _fail
 from . import image_saver, report_results
 from . import parse_tile as _parse_tile
+
+#: Help of every ``--trust-pickle`` option.
+TRUST_PICKLE_HELP = ("Also read a checkpoint that needs full unpickling (old training checkpoints, some "
+                     "third-party files). Unpickling CAN RUN CODE stored in the file: only for files you trust.")
 
 
 @app.command()
@@ -72,6 +77,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: --set optim.lr=2e-4 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out_dir>/ckpt/last.pt."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ):
     """Train a network from a config; resumable; writes weights.safetensors at the end.
     Under torchrun: data-parallel, data.batch_size is the global batch (docs/distributed.md)."""
@@ -80,7 +86,11 @@ def train(
 
     try:
         cfg = load_config(config, set_)
-        trainer = make_trainer(cfg, resume=resume, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            trainer = make_trainer(cfg, resume=resume, progress=progress, trust_pickle=trust_pickle)
+        for w in caught:
+            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
     except _expected_errors() as e:
         _fail(str(e))
     logs = trainer.fit()
@@ -151,12 +161,13 @@ def evaluate(
 
 
 @app.command()
-def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors).")):
+def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors)."),
+            trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP)):
     """Name the registered architecture a checkpoint belongs to, from its keys and shapes."""
     from ..models import describe_checkpoint
 
     try:
-        info = describe_checkpoint(ckpt)
+        info = describe_checkpoint(ckpt, allow_pickle=trust_pickle)
     except _expected_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(info, indent=2, default=str))
@@ -167,12 +178,13 @@ def export(
     ckpt: Path = typer.Argument(..., help="Training checkpoint (runs/<name>/ckpt/last.pt or best.pt)."),
     out: Path = typer.Argument(..., help="Output .safetensors (a .json sidecar is written beside it)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the run kept them."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ):
     """Export inference weights from a training checkpoint."""
     from ..engine import export_from_checkpoint
 
     try:
-        p = export_from_checkpoint(ckpt, out, use_ema=ema)
+        p = export_from_checkpoint(ckpt, out, use_ema=ema, trust_pickle=trust_pickle)
     except (_expected_errors() + (RuntimeError,)) as e:
         _fail(str(e))
     typer.echo(f"wrote {p} and {p.with_suffix('.json')}")

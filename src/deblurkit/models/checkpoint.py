@@ -14,7 +14,7 @@ them:
 
 ``.pth`` / ``.pt`` files are read with ``torch.load(weights_only=True)``; a file that needs full
 unpickling (it executes code from the file) is refused unless ``allow_pickle=True`` is passed for
-a trusted file.
+a trusted file (the commands' ``--trust-pickle`` option).
 """
 from __future__ import annotations
 
@@ -244,10 +244,10 @@ def _read_checkpoint(
         except pickle.UnpicklingError as e:
             if "weights_only" in str(e) or "Weights only" in str(e):
                 raise CheckpointReadError(
-                    f"{p}: holds objects other than tensors and plain containers, which "
-                    "torch.load(weights_only=True) refuses; if you trust the file, pass "
-                    f"allow_pickle=True (it runs code stored in the file). Details: {str(e)[:300]}"
-                ) from e
+                    f"{p}: refused: besides tensors it holds Python objects, and unpickling them can "
+                    "run code stored in the file; only if you trust the file, give --trust-pickle (offered by "
+                    "deblurkit inspect, export, train and msdi split-parts)"
+                ) from None
             raise CheckpointReadError(f"{p}: not a PyTorch checkpoint ({e})") from e
         except Exception as e:  # corrupt files surface as many error types
             raise CheckpointReadError(f"{p}: not a readable PyTorch checkpoint ({e})") from e
