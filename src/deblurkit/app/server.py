@@ -13,6 +13,8 @@ Routes (all answers to bad input are ``{"error": "<message>"}`` with a 4xx statu
 - ``GET /api/jobs/<id>``: state and progress; ``GET /api/jobs/<id>/files/<name>[?download=1]``:
   ``input.png``, ``result.png`` or ``frame_NNNN.png``; ``DELETE /api/jobs/<id>``.
 
+Every request first passes :mod:`.guard`: a ``Host`` allow-list (against DNS rebinding) and, for
+state-changing requests, a same-origin check (against cross-site requests); refused ones get 403.
 Everything the app writes goes into its :class:`~deblurkit.app.workspace.Workspace`.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import AppConfig
 from .events import AEDAT4_SIGNATURE, event_support
+from .guard import allowed_host_names, refusal
 from .jobs import Job, JobManager
 from .options import RunOptions, parse_weights, event_models, image_models, parse_options
 from .uploads import UploadError, check_size, display_name, download_stem, store_image_upload, store_upload
@@ -85,9 +88,15 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     app.state.config, app.state.jobs, app.state.workspace = config, jobs, workspace
     static = _static_dir()
 
+    host_names, any_ip = allowed_host_names(config.host, config.allowed_hosts)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
+        refused = refusal(request.method, request.headers, host_names, any_ip)  # see .guard
+        if refused is not None:
+            response = JSONResponse({"error": refused}, status_code=403)
+        else:
+            response = await call_next(request)
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
