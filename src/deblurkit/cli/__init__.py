@@ -33,7 +33,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from ..models import CheckpointMismatchError
 
     return (ImageReadError, ImageWriteError, CheckpointMismatchError, ConfigError, RunExistsError,
-            FileNotFoundError, KeyError, ValueError, IsADirectoryError, PermissionError)
+            KeyError, ValueError, OSError)  # OSError: missing, unreadable, existing files (named)
 
 
 def parse_tile(tile):

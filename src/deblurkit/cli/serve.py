@@ -33,7 +33,7 @@ def serve(
     try:
         resolve_device(device)
     except (ValueError, RuntimeError) as exc:
-        _fail(f"--device {device}: {exc}")
+        _fail(str(exc) if "--device" in str(exc) else f"--device {device}: {exc}")
     if not 0 < port < 65536:
         _fail(f"--port must be between 1 and 65535, got {port}")
     try:

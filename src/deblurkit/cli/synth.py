@@ -27,6 +27,7 @@ def synth_pairs(
     recursive: bool = typer.Option(False, "--recursive", help="Search --photos recursively."),
     texture_candidates: int = typer.Option(1, help="Keep the most textured of N random crop positions (evaluation sets: 16)."),
     center_kernels: bool = typer.Option(False, "--center-kernels", help="Re-centre Levin kernels on their centroid (blur without a shift)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset --out already holds (only the scene folders its manifest lists are removed)."),
 ):
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from ..synth import build_pairs
@@ -36,7 +37,7 @@ def synth_pairs(
                                seed=seed, include=include or None, test_patterns=test or None,
                                crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel,
                                recursive=recursive, texture_candidates=texture_candidates,
-                               center_kernels=center_kernels)
+                               center_kernels=center_kernels, overwrite=overwrite)
     except _expected_errors() as e:
         _fail(str(e))
     n = manifest.get("num_pairs", "?") if isinstance(manifest, dict) else "?"

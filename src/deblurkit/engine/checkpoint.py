@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..io.atomic import atomic_path
+from ..models.checkpoint import _sniff_format, pickle_refused
 
 __all__ = [
     "CheckpointUnreadableError",
@@ -136,14 +137,18 @@ def load_training_checkpoint(path: str | Path, *, trust_pickle: bool = False) ->
         raise FileNotFoundError(f"{path}: no such checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointUnreadableError(f"{path}: empty file, not a training checkpoint")
+    if _sniff_format(path) == "safetensors":
+        raise CheckpointUnreadableError(
+            f"{path}: inference weights (safetensors), not a training checkpoint: use them as they are "
+            "with --weights")
     try:
         st = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
+        if pickle_refused(e):
             raise PickleRefusedError(
                 f"{path}: refused: besides tensors it holds Python objects, and unpickling them can run "
                 "code stored in the file; only if you trust the file, give --trust-pickle") from None
-        raise CheckpointUnreadableError(f"{path}: truncated or corrupt training checkpoint ({str(e)[:200]})") from None
+        raise CheckpointUnreadableError(f"{path}: not a training checkpoint (not a PyTorch file)") from None
     except Exception as e:  # noqa: BLE001 - corrupt files surface as many error types
         raise CheckpointUnreadableError(f"{path}: truncated or corrupt training checkpoint ({str(e)[:200]})") from None
     if not (isinstance(st, dict) and "step" in st and isinstance(st.get("model"), dict)

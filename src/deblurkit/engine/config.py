@@ -270,6 +270,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text); give a configs/*.yaml file") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

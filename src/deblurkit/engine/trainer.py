@@ -44,6 +44,10 @@ from .config import TrainConfig
 from .schedule import EMA, lr_at
 
 
+class DeviceUnavailableError(RuntimeError, ValueError):
+    """The device asked for (``--device``) does not exist on this computer."""
+
+
 class RunExistsError(RuntimeError):
     """The run folder already holds a checkpoint and resume was not asked for."""
 
@@ -74,16 +78,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cpu"`` / ``"cuda[:i]"`` as given.
 
     Raises:
-        RuntimeError: CUDA asked for but not available.
+        DeviceUnavailableError: CUDA asked for but not available (a RuntimeError and a ValueError).
         ValueError: any other device type.
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(dev)!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+        raise DeviceUnavailableError(f"--device {device}: CUDA is not available on this computer; use --device cpu "
+                                     "or --device auto")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {str(device)!r}")
     return dev
 
 

@@ -235,6 +235,8 @@ class Deblurrer:
         from deblurkit import models
 
         overrides = dict(model_overrides or {})
+        if model is not None and model not in models.list_models():
+            raise ValueError(f"unknown model {model!r}: see `deblurkit models` for the registered names")
         self.default_info: dict[str, Any] | None = None
         if weights is not None:
             weights = Path(weights)
@@ -251,7 +253,7 @@ class Deblurrer:
             matches = models.detect_architecture(models.read_state_dict(weights))
             if not matches:
                 raise ValueError(
-                    f"cannot tell which network the checkpoint '{weights}' belongs to; pass model= "
+                    f"cannot tell which network the checkpoint '{weights}' belongs to; give --model "
                     f"(one of {', '.join(models.list_models())})"
                 )
             model, detected = matches[0]
@@ -259,8 +261,8 @@ class Deblurrer:
         elif weights is None:
             if not allow_random:
                 raise ValueError(
-                    f"model {model!r} given without weights: the network would be randomly initialised "
-                    "and its output meaningless. Pass weights=PATH, or allow_random=True for tests."
+                    f"model {model!r} needs --weights PATH: without weights the network is randomly "
+                    "initialised and its output meaningless"
                 )
             warnings.warn(
                 f"Deblurrer: {model!r} has no weights and is RANDOMLY INITIALISED; its output is not deblurred",
@@ -375,7 +377,7 @@ class Deblurrer:
                 "that take a single RGB image (event/multi-input models need their own pipeline)"
             )
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+            raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
             raise ValueError(f"tile must be None, a positive int or 'auto', got {tile!r}")
         if tile_overlap < 0:
@@ -387,7 +389,7 @@ class Deblurrer:
         self.whole_frame = callable(getattr(net, "restore_frame", None))
         if self.whole_frame and isinstance(tile, int):
             raise ValueError(f"{self.model_name!r} processes whole frames (its output depends on the absolute "
-                             f"row); tiling is not possible: use tile=None or 'auto' (--tile off)")
+                             f"row); tiling is not possible: use --tile off or --tile auto")
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise ValueError(f"bad value_range {value_range}")
