@@ -166,3 +166,36 @@ def test_a_damaged_last_checkpoint_without_a_previous_one_is_one_clear_line(tmp_
     res = runner.invoke(app, ["train", str(cfg), "--resume", "--no-progress"])
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert "last.pt: empty file" in res.output and "without --resume" in res.output
+
+
+# ---------------------------------------------------------------- fail before the work (item 5)
+def test_a_bad_output_folder_is_refused_before_any_model_runs(tmp_path, monkeypatch):
+    """-o under a file, or a file itself: refused (exit 2, naming -o) before a network is built,
+    and nothing is written (no half-run, no 'wrote 0 images')."""
+    import deblurkit.models as models_pkg
+    from deblurkit.engine import export_weights
+    from deblurkit.models import build
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    export_weights(build("mimo_unet", base_channel=4, num_res=1).state_dict(), weights, "mimo_unet",
+                   {"base_channel": 4, "num_res": 1})
+    built = []
+    real_build = models_pkg.build
+    monkeypatch.setattr(models_pkg, "build", lambda *a, **k: built.append(a) or real_build(*a, **k))
+    photo = tmp_path / "photo.png"
+    shutil.copy(PHOTO, photo)
+    data = tmp_path / "pairs" / "test" / "scene"
+    for sub in ("blur", "sharp"):
+        (data / sub).mkdir(parents=True)
+        shutil.copy(PHOTO, data / sub / "a.png")
+    run = ["--model", "mimo_unet", "--weights", weights, "--device", "cpu"]
+    for args in (["deblur", photo, "-o", photo / "out", *run], ["deblur", photo, "-o", photo, *run],
+                 ["evaluate", "--data", tmp_path / "pairs", "-o", photo / "ev", *run]):
+        res = runner.invoke(app, [str(a) for a in args])
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+        assert f"-o {photo}" in res.output and "wrote" not in res.output, res.output
+        assert built == [], f"{args[0]}: a network was built before -o was checked"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "photo.png", "tiny.json", "tiny.safetensors"]
+    res = runner.invoke(app, [str(a) for a in ["synth", "pairs", "--photos", tmp_path, "--out", photo / "p"]])
+    assert res.exit_code == 2 and f"--out {photo}" in res.output, res.output

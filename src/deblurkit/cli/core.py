@@ -10,6 +10,7 @@ import typer
 
 from . import app
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import image_saver, report_results
 from . import parse_tile as _parse_tile
@@ -58,6 +59,7 @@ def deblur(
         files = list_images(inputs)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
+        check_out_folder(out)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap)
         summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
@@ -137,6 +139,7 @@ def evaluate(
     from ..engine.distributed import cleanup, init_from_env
     from .blur2blur import make_deblurrer
 
+    check_out_folder(out)
     try:
         dist_info, device = init_from_env(device)
         get_protocol(protocol)

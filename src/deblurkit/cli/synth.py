@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import synth_app
 
@@ -32,6 +33,7 @@ def synth_pairs(
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from ..synth import build_pairs
 
+    check_out_folder(out, "--out")
     try:
         manifest = build_pairs(photos, out, kernels=kernels, levin_path=levin, noise_sigma=noise_sigma,
                                seed=seed, include=include or None, test_patterns=test or None,
@@ -65,6 +67,7 @@ def synth_grr(
     if (video is None) == (frames is None):
         _fail("give exactly one of --video or --frames")
     src = video or frames
+    check_out_folder(out, "--out")
     try:
         clip = read_frames(src, max_frames=max_frames)
         man = build_grr_sequence(clip, out, seq=seq or src.stem, split=split, factor=factor, exposure=exposure,
