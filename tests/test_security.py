@@ -178,3 +178,54 @@ def _saved(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- size limits before decoding (item 3)
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` RGB pixels, with a token of pixel data:
+    what a decompression bomb looks like before its (tiny, highly compressed) data is inflated."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+            + chunk(b"IEND", b""))
+
+
+def test_a_huge_declared_image_is_refused_from_its_header(tmp_path, monkeypatch):
+    import cv2
+
+    from deblurkit.io import ImageTooLargeError, load_image, read_image
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(12000, 12000))
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    with pytest.raises(ImageTooLargeError, match=r"bomb.png': 12000x12000 = 144.0 MP .*--max-megapixels 145") as info:
+        load_image(bomb)
+    assert "1.6 GB" in str(info.value)  # the decoded float32 RGB tensor
+    with pytest.raises(ImageTooLargeError):
+        read_image(bomb)
+    assert decoded == []  # refused before any pixel was decoded
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(small)
+    assert load_image(small, max_megapixels=0.002).image.shape == (3, 40, 50)
+    with pytest.raises(ImageTooLargeError, match="50x40 = 0.0 MP"):
+        load_image(small, max_megapixels=0.001)
+
+
+def test_deblur_refuses_a_huge_image_and_max_megapixels_raises_the_limit(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(12000, 12000))
+    code, out = run_cli("deblur", bomb, "-o", tmp_path / "out", "--device", "cpu")
+    assert code != 0 and "12000x12000 = 144.0 MP" in out and "--max-megapixels" in out, out
+    assert out.count("bomb.png") >= 1 and "Traceback" not in out
+    # raised: the header passes, and the (token) pixel data is then found corrupt
+    code, out = run_cli("deblur", bomb, "-o", tmp_path / "out", "--device", "cpu", "--max-megapixels", "150")
+    assert code != 0 and "MP" not in out and "could not be decoded" in out, out
+    code, out = run_cli("deblur", bomb, "-o", tmp_path / "out", "--max-megapixels", "0")
+    assert code == 2 and "--max-megapixels must be > 0" in out

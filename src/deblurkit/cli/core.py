@@ -37,6 +37,7 @@ def deblur(
     frames: Optional[str] = typer.Option(None, help="With --events: frames a:b of the recording (default all)."),
     converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
+    max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Refuse larger images (checked from the file header, before decoding)."),
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
     if events is not None or (model or "").startswith("evdeblur"):
@@ -48,6 +49,8 @@ def deblur(
         return deblur_events(events, out, model, weights, device, event_window, frames, compare)
     if not inputs:
         _fail("give image files and/or folders to deblur (or --events REC)")
+    if not max_megapixels > 0:
+        _fail(f"--max-megapixels must be > 0, got {max_megapixels}")
     from ..io import IMAGE_EXTENSIONS, list_images
     from .blur2blur import make_deblurrer
 
@@ -62,6 +65,7 @@ def deblur(
         check_out_folder(out)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap)
+        d.max_megapixels = max_megapixels
         summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
     except _expected_errors() as e:
         _fail(str(e))

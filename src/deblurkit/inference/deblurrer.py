@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..engine.trainer import resolve_device
-from ..io import rgb_to_grey
+from ..io import DEFAULT_MAX_MEGAPIXELS, rgb_to_grey
 from .tiling import auto_tile_size, tiled_forward
 
 __all__ = [
@@ -215,7 +215,14 @@ class Deblurrer:
             ``weights`` without ``model`` whose architecture cannot be detected.
         KeyError: unknown model name.
         deblurkit.models.CheckpointMismatchError: the checkpoint does not fit the network.
+
+    Attribute ``max_megapixels`` (default :data:`deblurkit.io.DEFAULT_MAX_MEGAPIXELS`, ``None``:
+    no limit): :meth:`deblur_file` refuses larger images from their header, before decoding
+    (``deblurkit deblur --max-megapixels``).
     """
+
+    #: Largest image :meth:`deblur_file` reads (megapixels); checked before decoding.
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
 
     def __init__(
         self,
@@ -566,7 +573,7 @@ class Deblurrer:
         from deblurkit import io as dio
 
         path = Path(path)
-        loaded = dio.load_image(path)
+        loaded = dio.load_image(path, max_megapixels=self.max_megapixels)
         targets = self.output_paths(path, out_dir, suffix)
         guard = (path, *protected)
         try:
