@@ -199,3 +199,40 @@ def test_a_bad_output_folder_is_refused_before_any_model_runs(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "photo.png", "tiny.json", "tiny.safetensors"]
     res = runner.invoke(app, [str(a) for a in ["synth", "pairs", "--photos", tmp_path, "--out", photo / "p"]])
     assert res.exit_code == 2 and f"--out {photo}" in res.output, res.output
+
+
+# ---------------------------------------------------------------- batches lose nothing (item 6)
+def test_batches_lose_nothing_and_report_each_failure_once(tmp_path):
+    from deblurkit.engine import export_weights
+    from deblurkit.io import load_image
+    from deblurkit.models import build
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    export_weights(build("mimo_unet", base_channel=4, num_res=1).state_dict(), weights, "mimo_unet",
+                   {"base_channel": 4, "num_res": 1})
+    run = ["--model", "mimo_unet", "--weights", weights, "--device", "cpu", "--tile", "off"]
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    from PIL import Image
+
+    Image.open(PHOTO).convert("RGB").crop((0, 0, 48, 40)).save(photos / "x.png")
+    Image.open(PHOTO).convert("RGB").crop((40, 40, 88, 80)).save(photos / "x.jpg", quality=95)
+    Image.open(PHOTO).convert("RGB").crop((80, 80, 128, 120)).save(photos / "trip" / "y.png")
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = photos / "out"
+
+    res = runner.invoke(app, [str(a) for a in ["deblur", photos, "-o", out, *run]])
+    assert res.exit_code == 1, res.output  # broken.png failed, the others were written
+    assert sorted(p.name for p in out.iterdir()) == ["x_jpg_deblurred.png", "x_png_deblurred.png"]
+    assert load_image(out / "x_jpg_deblurred.png").image.shape == (3, 40, 48)
+    assert res.output.count("broken.png") == 1, res.output  # each failure once
+    assert "skipped" in res.output and "trip" in res.output and "--recursive" in res.output
+
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    res = runner.invoke(app, [str(a) for a in ["deblur", photos, "-o", out, "--recursive", *run]])
+    assert res.exit_code == 1, res.output
+    assert (out / "trip" / "y_deblurred.png").is_file()  # sub-folders kept under -o
+    assert not any("deblurred_deblurred" in p.name for p in out.rglob("*")), sorted(out.rglob("*"))
+    assert not (out / "out").exists()  # the earlier outputs inside photos/ were not deblurred again
+    assert all(p.is_file() for p in before)

@@ -38,6 +38,7 @@ def deblur(
     converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
     max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Refuse larger images (checked from the file header, before decoding)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Also deblur the images in sub-folders of the input folders (outputs keep the sub-folders)."),
 ):
     """Deblur images with the embedded default model or any registered model + weights."""
     if events is not None or (model or "").startswith("evdeblur"):
@@ -59,16 +60,18 @@ def deblur(
             _fail(f"{p}: unsupported file type '{p.suffix or '(none)'}'; supported: "
                   f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
     try:
-        files = list_images(inputs)
+        files = list_images(inputs, recursive=recursive)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
         check_out_folder(out)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap)
         d.max_megapixels = max_megapixels
-        summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
+        summary = d.deblur_files(inputs, out, compare=compare, stop_on_error=fail_fast, recursive=recursive)
     except _expected_errors() as e:
         _fail(str(e))
+    for path, why in summary.skipped.items():
+        typer.echo(f"skipped {path}: {why}", err=True)
     for path, exc in summary.failed.items():
         msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)

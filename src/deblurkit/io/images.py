@@ -611,15 +611,17 @@ def _encode(path: Path, suffix: str, array: np.ndarray, quality: int | None) -> 
 # --------------------------------------------------------------------------------------------
 
 
-def list_images(paths: PathLike | Iterable[PathLike]) -> list[Path]:
-    """Image files named by ``paths``: files as given, folders by their direct children.
+def list_images(paths: PathLike | Iterable[PathLike], *, recursive: bool = False) -> list[Path]:
+    """Image files named by ``paths``: files as given, folders by their direct children (with
+    ``recursive``, by every file below them).
 
-    Only suffixes in :data:`IMAGE_EXTENSIONS` (any case) are kept; hidden files (name starting
-    with ".", e.g. macOS "._x.jpg" or temporary files) inside folders are skipped; folders are
-    not searched recursively. The result is sorted and free of duplicates.
+    Only suffixes in :data:`IMAGE_EXTENSIONS` (any case) are kept; hidden files and folders
+    (name starting with ".", e.g. macOS "._x.jpg" or temporary files) inside folders are
+    skipped. The result is sorted and free of duplicates.
 
     Args:
         paths: one path or an iterable of paths (files and/or folders).
+        recursive: search folders recursively.
 
     Returns:
         sorted list of :class:`pathlib.Path`.
@@ -633,8 +635,9 @@ def list_images(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     for item in paths:
         item = Path(item)
         if item.is_dir():
-            for child in item.iterdir():
-                if child.name.startswith(".") or not child.is_file():
+            children = item.rglob("*") if recursive else item.iterdir()
+            for child in children:
+                if any(part.startswith(".") for part in child.relative_to(item).parts) or not child.is_file():
                     continue
                 if child.suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(child)
