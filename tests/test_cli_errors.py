@@ -83,7 +83,7 @@ def cases(t: Path) -> list[tuple[list, str]]:
         (["synth", "events", "--photos", t / "nowhere", "--out", t / "e"], "nowhere"),
         (["blur2blur", "filter", t / "nowhere", t / "nowhere2", "-o", t / "r.csv"], "nowhere"),
         (["msdi", "split-parts", img, "-o", t / "parts"], "photo.png: not a checkpoint"),
-        (["bench", "--model", "nosuchmodel", "--json", t / "b.json"], "nosuchmodel"),
+        (["bench", "--size", "huge", "--json", t / "b.json"], "--size 'huge'"),
     ]
 
 
@@ -236,3 +236,48 @@ def test_batches_lose_nothing_and_report_each_failure_once(tmp_path):
     assert not any("deblurred_deblurred" in p.name for p in out.rglob("*")), sorted(out.rglob("*"))
     assert not (out / "out").exists()  # the earlier outputs inside photos/ were not deblurred again
     assert all(p.is_file() for p in before)
+
+
+# ---------------------------------------------------------------- configs from any folder, bench variants (item 7)
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch, shared_data):
+    from deblurkit.engine import load_config
+
+    monkeypatch.chdir(tmp_path)  # anywhere but the repository
+    cfg = load_config(REPO / "configs" / "default_mimo_unet_synthphotos.yaml")
+    photos = cfg.data.train["photos"]
+    assert [Path(p).resolve() for p in photos] == [(shared_data / "photos" / n).resolve()
+                                                    for n in ("wallpaper", "classic", "opencv")]
+    assert Path(cfg.data.train["levin_path"]).resolve() == (shared_data / "kernels" / "levin09_kernels.npz").resolve()
+    assert cfg.train.out_dir == "runs/default_mimo_unet_synthphotos"  # outputs: relative to where you run
+    # every relative path of every shipped config is meant from its own folder: none escapes the
+    # repository's parent, and --set paths stay relative to the current folder
+    for f in sorted((REPO / "configs").glob("*.yaml")):
+        raw = load_config(f, ["data.train.root=here"] if "root:" in f.read_text() else [])
+        assert raw.data.train.get("root", "here") == "here", f
+    # a config elsewhere: its own folder
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "c.yaml").write_text(
+        "name: c\nmodel: {name: mimo_unet, weights: w/start.safetensors}\n"
+        "data: {train: {type: paired, root: gopro}}\ntrain: {total_steps: 1, out_dir: out}\n")
+    c = load_config(tmp_path / "exp" / "c.yaml")
+    assert c.data.train["root"] == str(tmp_path / "exp" / "gopro")
+    assert c.model.weights == str(tmp_path / "exp" / "w" / "start.safetensors")
+    assert c.train.out_dir == str(tmp_path / "exp" / "out")
+
+
+def test_bench_at_one_size_runs_one_variant(tmp_path, monkeypatch):
+    import deblurkit.bench as bench_pkg
+
+    calls = []
+    monkeypatch.setattr(bench_pkg, "image_models", lambda: (["mimo_unet"], {}))  # no probe forwards
+    monkeypatch.setattr(bench_pkg, "run_benchmarks",
+                        lambda models, sizes, devices, precisions, compiles, **kw: calls.append(
+                            (list(models), list(sizes), list(devices), list(precisions), list(compiles))) or [])
+    res = runner.invoke(app, ["bench", "--model", "mimo_unet", "--size", "256", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    assert calls[-1] == (["mimo_unet"], ["256"], ["cpu"], ["fp32"], [False])
+    res = runner.invoke(app, ["bench", "--model", "mimo_unet", "--size", "256", "--precision", "fp32,bf16",
+                              "--compile", "both", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0 and calls[-1][3:] == (["fp32", "bf16"], [False, True])
+    res = runner.invoke(app, ["bench", "--model", "mimo_unet", "--json", str(tmp_path / "b.json")])
+    assert calls[-1][1:] == (["256", "720p", "12mp"], ["cpu", "cuda"], ["fp32", "bf16"], [False, True])
