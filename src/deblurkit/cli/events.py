@@ -107,7 +107,13 @@ def deblur_events(events: Path, out: Path, model: Optional[str], weights: Option
         _fail(f"{events}: a recording has no RGB frames; evdeblur_rgb needs a folder in the hybrid layout "
               "(events_voxel_grid/, APS_blur/, RGB_blur/)")
     try:
-        ds = _open(events, window, parse_frames(frames), rgb)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            ds = _open(events, window, parse_frames(frames), rgb)
+        for w in caught:
+            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
         d = EventDeblurrer(model, weights=weights, device=device)
     except _expected_errors() as e:
         _fail(str(e))
