@@ -156,7 +156,28 @@ def load_training_checkpoint(path: str | Path, *, trust_pickle: bool = False) ->
         raise CheckpointUnreadableError(
             f"{path}: not a training checkpoint (no 'step', 'model' and 'config' entries); exported or "
             "released weights are used as they are with --weights")
+    problem = _state_problem(st)
+    if problem:
+        raise CheckpointUnreadableError(f"{path}: damaged training checkpoint ({problem})")
     return st
+
+
+def _state_problem(st: dict) -> str | None:
+    """What is wrong with the entries of a training state that its readers rely on, or ``None``."""
+    if not isinstance(st["step"], int) or isinstance(st["step"], bool) or st["step"] < 0:
+        return f"'step' is {st['step']!r}, not a step count"
+    for key in ("model", "ema"):
+        sd = st.get(key)
+        if sd is None and key == "ema":
+            continue
+        if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+            return f"'{key}' is not a state dict of named tensors"
+    cfg = st["config"]
+    model = cfg.get("model")
+    if not isinstance(cfg.get("name"), str) or not isinstance(model, dict) or not isinstance(model.get("name"), str) \
+            or not isinstance(model.get("overrides", {}), dict):
+        return "its 'config' lacks a name, model.name or model.overrides"
+    return None
 
 
 def load_resume_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict, Path]:
