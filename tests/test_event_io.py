@@ -140,3 +140,26 @@ def test_corrupt_npz_recording_names_the_file(tmp_path):
     bad.write_bytes(b"this is not a zip archive")
     with pytest.raises(EventReadError, match="bad.npz"):
         read_event_recording(bad)
+
+
+def test_nearly_empty_windows_warn_and_name_the_option_that_widens_them(shared_data, tmp_path):
+    """The shared DAVIS346 recording has 0-25 events in each 0.5 ms exposure window: a warning
+    says so and names --event-window; the frame window (hundreds of events) does not warn."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from deblurkit.cli import app
+
+    with pytest.warns(UserWarning, match=r"exposure windows hold almost no events \(median \d+, range 0-\d+ per "
+                                         r"frame on a 346x260 sensor\).*--event-window frame"):
+        RecordingFrames(shared_data / REC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RecordingFrames(shared_data / REC, window="frame")
+    with pytest.warns(UserWarning, match=r"the 200 us windows.*--event-window MICROSECONDS \(e.g. 20000\)"):
+        RecordingFrames(shared_data / REC, window=200.0)
+    # the command prints it once, as a warning line, before the (here failing: no weights file) run
+    res = CliRunner().invoke(app, ["deblur", "--model", "evdeblur", "--weights", str(tmp_path / "none.safetensors"),
+                                   "--events", str(shared_data / REC), "-o", str(tmp_path / "out")])
+    assert res.output.count("warning:") == 1 and "--event-window frame" in res.output, res.output

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import types
 from pathlib import Path
@@ -167,7 +168,7 @@ def test_example_photo_grey_stays_grey(server):
         ("?model=mimo_unet", b"", 400, "needs a weights file"),
         ("?model=classical&weights=" + str(EXAMPLES / "LICENSES.md"), b"", 400, "has suffix '.md'"),
         ("?precision=bf16", b"", 400, "classical pipeline runs in fp32"),
-        ("?weights=/no/such/file.pth", b"", 400, "weights file not found"),
+        ("?weights=/no/such/file.pth", b"", 400, "weights file not found or not readable"),
         ("?weights=" + str(PHOTO), b"", 400, "has suffix '.jpg'"),
         ("?tile=7", b"", 400, "tile must be between"),
         ("?tile=big", b"", 400, "tile must be 'auto'"),
@@ -273,3 +274,108 @@ def test_events_call_the_io_module_and_serve_its_frames(server, monkeypatch):
     assert status == 400 and "not an AEDAT 4.0 recording" in body["error"]
     status, body, _ = server.call("POST", "/api/events?model=mimo_unet", data=payload)
     assert status == 400 and "unknown event model" in body["error"]
+
+
+def test_a_refused_upload_is_read_to_its_end_before_the_413_goes_out(tmp_path):
+    """The flaky 413 (issue 14, item 8): answering while the client still sends makes its send fail
+    with a broken pipe. Driven through ASGI directly, so the order is checked, not raced."""
+    import asyncio
+
+    from deblurkit.app import create_app
+
+    app = create_app(AppConfig(max_upload_mb=1.0, examples_dir=None, device="cpu", workdir=tmp_path))
+    chunks = [b"x" * 2**18] * 5  # 1.25 MiB > the 1 MiB limit, sent in five pieces
+    events: list[str] = []
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        i = sum(e == "body" for e in events)
+        events.append("body")
+        return {"type": "http.request", "body": chunks[i], "more_body": i + 1 < len(chunks)}
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/jobs", "raw_path": b"/api/jobs", "query_string": b"",
+             "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", str(5 * 2**18).encode()),
+                         (b"x-file-name", b"big.png")]}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert events.count("body") == len(chunks)  # every piece read (and dropped) before the answer
+    assert events.index("http.response.start") > max((i for i, e in enumerate(events) if e == "body"), default=-1)
+    assert b"too large" in b"".join(m.get("body", b"") for m in sent[1:])
+
+
+# ---------------------------------------------------------------- who may drive the app (issue 14, item 2)
+def test_requests_addressed_to_another_host_name_are_refused(server, crop):
+    """DNS rebinding: a page of evil.example re-pointed to 127.0.0.1 sends Host: evil.example."""
+    port = server.base.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}", ""):
+        for method, path, data in (("GET", "/api/info", None), ("GET", "/", None),
+                                   ("POST", "/api/jobs?tile=off", png_bytes(crop))):
+            status, body, _ = server.call(method, path, data=data, headers={"Host": host})
+            assert status == 403, (host, method, path, body)
+            assert "refused" in body["error"] and "--allow-host" in body["error"]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        assert server.call("GET", "/api/info", headers={"Host": host})[0] == 200, host
+    assert job_files(server) == {}
+
+
+def test_allow_host_and_wildcard_binding(tmp_path):
+    from deblurkit.app.guard import allowed_host_names, refusal
+
+    names, any_ip = allowed_host_names("0.0.0.0", ["studio.lan"])
+    assert any_ip and refusal("GET", {"host": "192.168.1.7:8000"}, names, any_ip) is None
+    assert refusal("GET", {"host": "studio.lan:8000"}, names, any_ip) is None
+    assert refusal("GET", {"host": "attacker.example:8000"}, names, any_ip) is not None
+    names, any_ip = allowed_host_names("127.0.0.1")
+    assert not any_ip and refusal("GET", {"host": "192.168.1.7:8000"}, names, any_ip) is not None
+
+
+def test_cross_site_requests_change_nothing(server, crop):
+    """Another site's page can POST text/plain without a CORS preflight: refused on Origin and on
+    Sec-Fetch-Site, for every state-changing route, before anything is stored."""
+    own = server.base
+    cross = [
+        {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        {"Origin": "null", "Content-Type": "text/plain"},
+        {"Origin": own.replace("127.0.0.1", "localhost")},  # same machine, other origin
+        {"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+        {"Sec-Fetch-Site": "same-site"},
+    ]
+    for headers in cross:
+        for path, data in (("/api/jobs?tile=off", png_bytes(crop)), ("/api/jobs?example=clock_motion.png", b""),
+                           ("/api/events", AEDAT4_SIGNATURE + b"\r\n")):
+            status, body, _ = server.call("POST", path, data=data, headers=headers)
+            assert status == 403 and "cross-site request refused" in body["error"], (headers, path, body)
+    assert job_files(server) == {} and server.app.state.jobs.get("x") is None
+    # the page itself (same origin) works, and only it may delete
+    status, body, _ = server.call("POST", "/api/jobs?tile=off", data=png_bytes(crop),
+                                  headers={"Origin": own, "Sec-Fetch-Site": "same-origin"})
+    assert status == 202, body
+    jid = server.wait_job(body["job"]["id"])["id"]
+    status, body, _ = server.call("DELETE", f"/api/jobs/{jid}", headers={"Origin": "http://evil.example"})
+    assert status == 403 and jid in job_files(server)
+    assert server.call("GET", f"/api/jobs/{jid}", headers={"Sec-Fetch-Site": "cross-site"})[0] == 200  # reads pass
+    assert server.call("DELETE", f"/api/jobs/{jid}", headers={"Origin": own})[0] == 200
+
+
+def test_weights_field_does_not_tell_whether_a_path_exists(server, tmp_path):
+    folder = tmp_path / "folder.pth"
+    folder.mkdir()
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    locked = tmp_path / "locked.pth"
+    locked.write_bytes(b"x")
+    locked.chmod(0)
+    answers = []
+    paths = [tmp_path / "missing.pth", folder, empty, "/root/.ssh/id_rsa.pt"]
+    paths += [locked] if not os.access(locked, os.R_OK) else []  # root reads it anyway
+    for path in paths:
+        status, body, _ = server.call("POST", f"/api/jobs?model=mimo_unet&weights={path}", data=b"")
+        answers.append((status, body["error"].replace(str(path), "PATH")))
+    assert len(set(answers)) == 1, answers
+    assert answers[0][0] == 400 and "not found or not readable" in answers[0][1]

@@ -36,6 +36,7 @@ LAUNCH_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP evil.test 127.0.0.1",  # another site's name on this computer (DNS rebinding tests)
 ]
 RUN_TIMEOUT_MS = 120_000
 
@@ -172,7 +173,7 @@ def test_example_with_a_missing_weights_file_shows_the_error(page):
     page.fill("#weights", "/no/such/weights.safetensors")
     page.click("#run")
     page.locator("#error").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
-    assert "weights file not found" in page.locator("#error").inner_text()
+    assert "weights file not found or not readable" in page.locator("#error").inner_text()
 
 
 def test_event_section_states_whether_event_support_is_installed(page):
@@ -224,3 +225,142 @@ def test_event_recording_frames_can_be_paged(page, server, monkeypatch, tmp_path
     assert means == pytest.approx([255 / 4, 255 / 2, 255 * 3 / 4], abs=0.6)
     page.click("#frame-prev")
     assert page.locator("#frame-label").inner_text() == "frame 2 / 3"
+
+
+# ---------------------------------------------------------------- other sites (issue 14, item 2)
+@pytest.fixture(scope="module")
+def other_site():
+    """A second web server on this computer (another origin), reached as http://evil.test:PORT/
+    (Chromium maps evil.test to 127.0.0.1): what a page of an attacker's site looks like."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"<!doctype html><title>another site</title><form id=f method=post enctype=text/plain></form>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://evil.test:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_another_site_cannot_start_jobs(browser, server, other_site):
+    before = set(server.workspace.root.iterdir())  # jobs of earlier tests (same server)
+    page = browser.new_page()
+    try:
+        page.goto(other_site + "/")
+        app = server.base
+        outcome = page.evaluate(
+            """async (app) => {
+                 const tries = [
+                   fetch(app + '/api/jobs?example=clock_motion.png&tile=off',
+                         {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body: 'x'}),
+                   fetch(app + '/api/jobs?tile=off', {method: 'POST', body: new Blob(['x'])}),
+                 ];
+                 const out = [];
+                 for (const t of tries) { try { await t; out.push('sent'); } catch (e) { out.push('blocked'); } }
+                 return out;
+               }""", app)
+        assert outcome[0] == "sent"  # the no-cors request did go out (its answer is opaque)
+        # a classic form post, too (navigates the page to the app's answer)
+        with page.expect_navigation() as nav:
+            page.evaluate("(app) => { const f = document.getElementById('f'); "
+                          "f.action = app + '/api/jobs?example=clock_motion.png&tile=off'; f.submit(); }", app)
+        assert nav.value.status == 403 and "cross-site request refused" in nav.value.text()
+    finally:
+        page.close()
+    assert set(server.workspace.root.iterdir()) == before, "another site's page started a job"
+
+
+def test_a_rebound_host_name_gets_nothing(browser, server):
+    """DNS rebinding: evil.test now resolves to 127.0.0.1; its pages must get no answer from the app."""
+    page = browser.new_page()
+    try:
+        port = server.base.rsplit(":", 1)[1]
+        response = page.goto(f"http://evil.test:{port}/")
+        assert response.status == 403 and "host 'evil.test:" in page.content()
+        status = page.evaluate("async () => (await fetch('/api/info')).status")
+        assert status == 403
+    finally:
+        page.close()
+
+
+# ---------------------------------------------------------------- as a person sees it (issue 14, item 9)
+def _screenshot(page, name: str, tmp_path) -> Path:
+    """A full-page screenshot; also written (posterised to 5 bits, to stay small) beside
+    ``DEBLURKIT_SCREENSHOT`` under ``name`` when that is set (docs/images/)."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    target = os.environ.get("DEBLURKIT_SCREENSHOT")
+    if target:
+        from PIL import ImageOps
+
+        ImageOps.posterize(Image.open(shot).convert("RGB"), 5).save(Path(target).parent / name, optimize=True)
+    return shot
+
+
+def _run_example(page, name="clock_motion.png"):
+    page.select_option("#example", name)
+    page.click("#run")
+    page.wait_for_selector("#result[data-job]", timeout=RUN_TIMEOUT_MS)
+
+
+def test_a_failed_run_removes_the_previous_result_and_its_download_link(page):
+    _run_example(page)
+    assert page.locator("#download").is_visible()
+    page.fill("#weights", "/no/such/weights.safetensors")
+    page.click("#run")
+    page.locator("#error").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    assert page.locator("#result").is_hidden() and not page.locator("#download").is_visible()
+    assert page.get_attribute("#download", "href") is None  # nothing left to download by mistake
+    assert page.get_attribute("#result-img", "src") is None
+
+
+def test_the_before_after_slider_shows_its_divider(page):
+    _run_example(page)
+    box = page.locator("#compare").bounding_box()
+    for value in (50, 20, 85):
+        page.locator("#slider").fill(str(value))
+        line = page.locator("#compare-divider")
+        assert line.is_visible()
+        lb = line.bounding_box()
+        centre = lb["x"] + lb["width"] / 2
+        assert abs(centre - (box["x"] + box["width"] * value / 100)) <= 1.5, (value, lb, box)
+        assert lb["height"] == pytest.approx(box["height"], abs=1) and lb["width"] >= 2
+        # the divider is where "before" ends and "after" begins
+        assert f"{value}%" in page.get_attribute("#compare-after", "style")
+
+
+def test_the_page_works_at_phone_width(browser, server, tmp_path):
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.goto(server.base + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 390, f"the page is {wide} px wide at a 390 px screen"
+        for sel in ("#file", "#example", "#model", "#weights", "#run"):
+            b = page.locator(sel).bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (sel, b)
+        _run_example(page, "licenseplate_motion.jpg")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        for sel in ("#result-img", "#compare", "#slider", "#download"):
+            b = page.locator(sel).bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (sel, b)
+        page.locator("#slider").fill("35")
+        assert page.locator("#compare-divider").is_visible()
+        shot = _screenshot(page, "webapp_phone.png", tmp_path)
+        assert Image.open(shot).size[0] == 390
+    finally:
+        page.close()

@@ -58,7 +58,7 @@ def test_serve_rejects_bad_options(tmp_path):
     for args, needle in [
         (["--port", "70000"], "--port must be between 1 and 65535"),
         (["--examples", str(tmp_path / "nowhere")], "examples folder not found"),
-        (["--max-upload-mb", "0"], "max_upload_mb must be > 0"),
+        (["--max-upload-mb", "0"], "--max-upload-mb must be > 0"),
         (["--device", "tpu"], "tpu"),
     ]:
         r = runner.invoke(app, ["serve", *args, "--workdir", str(tmp_path / "w")])

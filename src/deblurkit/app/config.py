@@ -28,6 +28,9 @@ class AppConfig:
             system temp folder); nothing is written anywhere else.
         max_jobs: finished jobs kept (with their files) at most.
         keep_seconds: finished jobs are deleted after this long.
+        host: the address the app is bound to; with ``127.0.0.1``, ``localhost`` and ``::1``
+            the host names accepted in requests' ``Host`` header (:mod:`deblurkit.app.guard`).
+        allowed_hosts: further host names accepted (``deblurkit serve --allow-host``).
     """
 
     max_upload_mb: float = 50.0
@@ -37,18 +40,21 @@ class AppConfig:
     workdir: Path | None = None
     max_jobs: int = 16
     keep_seconds: float = 3600.0
+    host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.max_upload_mb > 0:
-            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+            raise ValueError(f"--max-upload-mb must be > 0, got {self.max_upload_mb}")
         if not self.max_megapixels > 0:
-            raise ValueError(f"max_megapixels must be > 0, got {self.max_megapixels}")
+            raise ValueError(f"--max-megapixels must be > 0, got {self.max_megapixels}")
+        self.allowed_hosts = tuple(self.allowed_hosts)
         if self.max_jobs < 1:
             raise ValueError(f"max_jobs must be >= 1, got {self.max_jobs}")
         if self.examples_dir is not None:
             self.examples_dir = Path(self.examples_dir)
             if not self.examples_dir.is_dir():
-                raise FileNotFoundError(f"examples folder not found: '{self.examples_dir}'")
+                raise FileNotFoundError(f"examples folder not found: '{self.examples_dir}' (--examples)")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -80,22 +80,28 @@ def event_models() -> list[str]:
 
 
 def parse_weights(raw: str) -> Path | None:
+    """The weights path typed on the page, checked: a ``WEIGHTS_SUFFIXES`` suffix (checked first,
+    on the text alone), then an existing, readable, non-empty file. Every failure of the second
+    kind gets the same message, so the answer never tells whether a path exists on this computer.
+
+    Raises:
+        UploadError: bad suffix, or the path is not a usable file.
+    """
     raw = raw.strip()
     if not raw:
         return None
     path = Path(raw).expanduser()
-    if not path.exists():
-        raise UploadError(f"weights file not found: '{raw}'")
-    if not path.is_file():
-        raise UploadError(f"weights path is not a file: '{raw}'")
     if path.suffix.lower() not in WEIGHTS_SUFFIXES:
         raise UploadError(
             f"weights file '{raw}' has suffix '{path.suffix}'; expected one of {', '.join(WEIGHTS_SUFFIXES)}"
         )
-    if not os.access(path, os.R_OK):
-        raise UploadError(f"weights file '{raw}' is not readable")
-    if path.stat().st_size == 0:
-        raise UploadError(f"weights file '{raw}' is empty (0 bytes)")
+    try:
+        usable = path.is_file() and os.access(path, os.R_OK) and path.stat().st_size > 0
+    except OSError:
+        usable = False
+    if not usable:
+        raise UploadError(f"weights file not found or not readable: '{raw}' (give the path of a "
+                          "non-empty weights file on this computer)")
     return path.resolve()
 
 

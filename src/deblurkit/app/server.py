@@ -15,6 +15,8 @@ Routes (all answers to bad input are ``{"error": "<message>"}`` with a 4xx statu
   ``input.png``, ``result.png``, ``kernel.png`` (classical pipeline: the kernel used, scaled to its
   maximum and enlarged) or ``frame_NNNN.png``; ``DELETE /api/jobs/<id>``.
 
+Every request first passes :mod:`.guard`: a ``Host`` allow-list (against DNS rebinding) and, for
+state-changing requests, a same-origin check (against cross-site requests); refused ones get 403.
 Everything the app writes goes into its :class:`~deblurkit.app.workspace.Workspace`.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import AppConfig
 from .events import AEDAT4_SIGNATURE, event_support
+from .guard import allowed_host_names, refusal
 from .jobs import Job, JobManager
 from .options import CLASSICAL, EMBEDDED, RunOptions, parse_weights, event_models, image_models, parse_options
 from .uploads import UploadError, check_size, display_name, download_stem, store_image_upload, store_upload
@@ -45,6 +48,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
+
+
+#: A refused upload up to this size is read to its end and dropped, so that the client gets the
+#: 413 answer instead of a broken pipe; a bigger one is cut off.
+DRAIN_LIMIT_BYTES = 2**30
 
 
 def _static_dir() -> Path:
@@ -82,9 +90,15 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     app.state.config, app.state.jobs, app.state.workspace = config, jobs, workspace
     static = _static_dir()
 
+    host_names, any_ip = allowed_host_names(config.host, config.allowed_hosts)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
+        refused = refusal(request.method, request.headers, host_names, any_ip)  # see .guard
+        if refused is not None:
+            response = JSONResponse({"error": refused}, status_code=403)
+        else:
+            response = await call_next(request)
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -105,15 +119,30 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         return JSONResponse({"error": f"bad request: {exc.errors()}"}, status_code=422)
 
     async def read_body(request: Request, name: str) -> bytes:
-        """The raw request body, refused (413) as soon as it exceeds the upload limit."""
+        """The raw request body, refused (413) once it exceeds the upload limit.
+
+        A refused body is still read to its end (and dropped, up to :data:`DRAIN_LIMIT_BYTES`)
+        before the answer goes out: a server that answers and closes while the client is still
+        sending makes the client's send fail (broken pipe) and it never sees the 413 message.
+        """
         limit = config.max_upload_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit():
-            check_size(int(declared), limit, name)
         buf = bytearray()
-        async for chunk in request.stream():
-            buf += chunk
-            check_size(len(buf), limit, name)
+        try:
+            if declared.isdigit():
+                check_size(int(declared), limit, name)
+            async for chunk in request.stream():
+                buf += chunk
+                check_size(len(buf), limit, name)
+        except UploadError:
+            seen = len(buf)
+            buf = bytearray()
+            if not declared.isdigit() or int(declared) <= DRAIN_LIMIT_BYTES:
+                async for chunk in request.stream():
+                    seen += len(chunk)
+                    if seen > DRAIN_LIMIT_BYTES:
+                        break
+            raise
         return bytes(buf)
 
     def get_job(job_id: str) -> Job:

@@ -107,7 +107,7 @@ def store_image_upload(data: bytes, name: str, job_dir: Path, *, max_pixels: int
         )
     path = store_upload(data, job_dir / f"upload{IMAGE_FORMATS[fmt]}")
     try:
-        return load_image(path)
+        return load_image(path, max_megapixels=None)  # checked above, against the app's own limit
     except ImageReadError as exc:
         msg = str(exc).replace(f"cannot read image '{path}'", f"cannot read '{name}'").replace(str(path), name)
         raise UploadError(msg) from None

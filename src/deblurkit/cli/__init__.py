@@ -33,7 +33,27 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from ..models import CheckpointMismatchError
 
     return (ImageReadError, ImageWriteError, CheckpointMismatchError, ConfigError, RunExistsError,
-            FileNotFoundError, KeyError, ValueError, IsADirectoryError, PermissionError)
+            KeyError, ValueError, OSError)  # OSError: missing, unreadable, existing files (named)
+
+
+def check_out_folder(out, option: str = "-o") -> None:
+    """Fail (exit 2) unless the output folder ``out`` can be created and written, before any work
+    starts: it is created (with its parents) and a temporary file is written and removed there.
+    ``option`` names the command's option in the message. ``None`` (no output asked) passes."""
+    if out is None:
+        return
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        fail(f"{option} {out}: exists and is not a folder; give a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        fail(f"{option} {out}: cannot write there ({e.strerror or e}); choose another {option}")
 
 
 def parse_tile(tile):

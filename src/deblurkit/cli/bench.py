@@ -27,10 +27,10 @@ def _split(values: List[str]) -> list[str]:
 @app.command()
 def bench(
     model: List[str] = typer.Option([], "--model", "-m", help="Model(s) to run (repeatable or comma-separated); default: every registered image model."),
-    size: List[str] = typer.Option(["256", "720p", "12mp"], "--size", help="Sizes: 256, 720p, 12mp (tiled), 24mp (tiled)."),
-    device: List[str] = typer.Option(["cpu", "cuda"], "--device", help="cpu and/or cuda (CUDA cases are recorded as skipped without CUDA)."),
-    precision: List[str] = typer.Option(["fp32", "bf16"], "--precision", help="fp32 and/or bf16 (autocast)."),
-    compile_: str = typer.Option("both", "--compile", help="off, on or both (torch.compile)."),
+    size: List[str] = typer.Option([], "--size", help="Sizes: 256, 720p, 12mp (tiled), 24mp (tiled); default 256, 720p and 12mp."),
+    device: List[str] = typer.Option([], "--device", help="cpu and/or cuda (CUDA cases are recorded as skipped without CUDA); default both, or cpu alone with one --size."),
+    precision: List[str] = typer.Option([], "--precision", help="fp32 and/or bf16 (autocast); default both, or fp32 alone with one --size."),
+    compile_: Optional[str] = typer.Option(None, "--compile", help="off, on or both (torch.compile); default both, or off with one --size."),
     repeats: int = typer.Option(3, help="Timed calls per case (fewer when over the budget)."),
     budget: float = typer.Option(300.0, "--budget", help="Time budget per case in seconds; longer cases are skipped."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's)."),
@@ -40,7 +40,10 @@ def bench(
     prior: List[Path] = typer.Option([], "--prior", help="Earlier result files: their throughput predicts the time of the first size (budget skipping)."),
     note: Optional[Path] = typer.Option(None, "--note", help="Markdown file whose text goes under the introduction (e.g. which subset was run)."),
 ):
-    """Benchmark the image models: latency, MP/s and peak memory per size, device, precision and compile."""
+    """Benchmark the image models: latency, MP/s and peak memory per size, device, precision and compile.
+
+    Without options: the full table (three sizes x cpu/cuda x fp32/bf16 x compile off/on). With one
+    --size: one variant (cpu, fp32, compile off) unless --device / --precision / --compile ask for more."""
     from ..bench import SIZES, image_models, machine_info, read_results, run_benchmarks, to_markdown, write_json
     from ..io.atomic import write_text_atomic
 
@@ -60,7 +63,11 @@ def bench(
         write_text_atomic(markdown, to_markdown(results, intro))
         typer.echo(f"wrote {markdown}")
         return
-    sizes, devices, precisions = _split(size), _split(device), _split(precision)
+    sizes = _split(size) or ["256", "720p", "12mp"]
+    one = len(_split(size)) == 1  # one size asked for: one variant unless more are asked for
+    devices = _split(device) or (["cpu"] if one else ["cpu", "cuda"])
+    precisions = _split(precision) or (["fp32"] if one else ["fp32", "bf16"])
+    compile_ = compile_ or ("off" if one else "both")
     for s in sizes:
         if s not in SIZES:
             _fail(f"--size {s!r}: unknown; choose from {', '.join(SIZES)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,9 +10,14 @@ import typer
 
 from . import app
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import image_saver, report_results
 from . import parse_tile as _parse_tile
+
+#: Help of every ``--trust-pickle`` option.
+TRUST_PICKLE_HELP = ("Also read a checkpoint that needs full unpickling (old training checkpoints, some "
+                     "third-party files). Unpickling CAN RUN CODE stored in the file: only for files you trust.")
 
 
 @app.command()
@@ -36,6 +42,8 @@ def deblur(
     frames: Optional[str] = typer.Option(None, help="With --events: frames a:b of the recording (default all)."),
     converter: Optional[Path] = typer.Option(None, "--converter", help="--model blur2blur: the converter's weights."),
     deblurrer: Optional[str] = typer.Option(None, "--deblurrer", help="--model blur2blur: NAME[:CKPT] deblurring the converted image (default: the embedded model)."),
+    max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Refuse larger images (checked from the file header, before decoding)."),
+    recursive: bool = typer.Option(False, "--recursive", help="Also deblur the images in sub-folders of the input folders (outputs keep the sub-folders)."),
 ):
     """Deblur images: by default with classical blind deconvolution (the kernel is estimated per
     photo, or given with --kernel); or with a network (--model mimo_unet_small, or NAME --weights W)."""
@@ -56,6 +64,8 @@ def deblur(
         return deblur_events(events, out, model, weights, device, event_window, frames, compare)
     if not inputs:
         _fail("give image files and/or folders to deblur (or --events REC)")
+    if not max_megapixels > 0:
+        _fail(f"--max-megapixels must be > 0, got {max_megapixels}")
     from ..io import IMAGE_EXTENSIONS, list_images
     from .blur2blur import make_deblurrer
 
@@ -64,9 +74,10 @@ def deblur(
             _fail(f"{p}: unsupported file type '{p.suffix or '(none)'}'; supported: "
                   f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
     try:
-        files = list_images(inputs)
+        files = list_images(inputs, recursive=recursive)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
+        check_out_folder(out)
         classical = None
         if is_classical:
             from .deconv import check_kernel_fits, classical_options
@@ -75,9 +86,12 @@ def deblur(
             check_kernel_fits(classical.get("kernel"), kernel, files)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap, classical=classical)
-        summary = d.deblur_files(files, out, compare=compare, stop_on_error=fail_fast)
+        d.max_megapixels = max_megapixels
+        summary = d.deblur_files(inputs, out, compare=compare, stop_on_error=fail_fast, recursive=recursive)
     except _expected_errors() as e:
         _fail(str(e))
+    for path, why in summary.skipped.items():
+        typer.echo(f"skipped {path}: {why}", err=True)
     for path, note in summary.notes.items():
         if path in summary.fell_back:
             typer.secho(f"{path}: {note}", fg=typer.colors.YELLOW, err=True)
@@ -97,6 +111,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a config key: --set optim.lr=2e-4 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out_dir>/ckpt/last.pt."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ):
     """Train a network from a config; resumable; writes weights.safetensors at the end.
     Under torchrun: data-parallel, data.batch_size is the global batch (docs/distributed.md)."""
@@ -105,7 +120,11 @@ def train(
 
     try:
         cfg = load_config(config, set_)
-        trainer = make_trainer(cfg, resume=resume, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            trainer = make_trainer(cfg, resume=resume, progress=progress, trust_pickle=trust_pickle)
+        for w in caught:
+            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
     except _expected_errors() as e:
         _fail(str(e))
     logs = trainer.fit()
@@ -156,6 +175,7 @@ def evaluate(
     from ..synth.pairs import pair_labels
     from .blur2blur import make_deblurrer
 
+    check_out_folder(out)
     try:
         dist_info, device = init_from_env(device)
         get_protocol(protocol)
@@ -186,12 +206,13 @@ def evaluate(
 
 
 @app.command()
-def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors).")):
+def inspect(ckpt: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt/.safetensors)."),
+            trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP)):
     """Name the registered architecture a checkpoint belongs to, from its keys and shapes."""
     from ..models import describe_checkpoint
 
     try:
-        info = describe_checkpoint(ckpt)
+        info = describe_checkpoint(ckpt, allow_pickle=trust_pickle)
     except _expected_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(info, indent=2, default=str))
@@ -202,12 +223,13 @@ def export(
     ckpt: Path = typer.Argument(..., help="Training checkpoint (runs/<name>/ckpt/last.pt or best.pt)."),
     out: Path = typer.Argument(..., help="Output .safetensors (a .json sidecar is written beside it)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the run kept them."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ):
     """Export inference weights from a training checkpoint."""
     from ..engine import export_from_checkpoint
 
     try:
-        p = export_from_checkpoint(ckpt, out, use_ema=ema)
+        p = export_from_checkpoint(ckpt, out, use_ema=ema, trust_pickle=trust_pickle)
     except (_expected_errors() + (RuntimeError,)) as e:
         _fail(str(e))
     typer.echo(f"wrote {p} and {p.with_suffix('.json')}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import image_saver, report_results
 
@@ -100,12 +101,19 @@ def deblur_events(events: Path, out: Path, model: Optional[str], weights: Option
     if weights is None:
         _fail(f"--model {model} needs --weights PATH: deblurkit ships no weights for it (train your own with "
               "configs/evdeblur_full_synthetic.yaml, or use the official final.pth / final_rgb.pth)")
+    check_out_folder(out)
     rgb = model == "evdeblur_rgb"
     if rgb and not events.is_dir():
         _fail(f"{events}: a recording has no RGB frames; evdeblur_rgb needs a folder in the hybrid layout "
               "(events_voxel_grid/, APS_blur/, RGB_blur/)")
     try:
-        ds = _open(events, window, parse_frames(frames), rgb)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            ds = _open(events, window, parse_frames(frames), rgb)
+        for w in caught:
+            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
         d = EventDeblurrer(model, weights=weights, device=device)
     except _expected_errors() as e:
         _fail(str(e))

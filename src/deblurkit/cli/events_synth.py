@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import synth_app
 
@@ -46,6 +47,7 @@ def synth_events(
     """Synthesise blurry low-light APS/RGB images, events and voxel grids (Zhou et al., IJCV 2023)."""
     if sum(x is not None for x in (photos, video, frames)) != 1:
         _fail("give exactly one of --photos, --video or --frames")
+    check_out_folder(out, "--out")
     try:
         if photos is not None:
             from ..synth.events import DVSParams

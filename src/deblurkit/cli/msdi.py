@@ -18,29 +18,34 @@ app.add_typer(msdi_app, name="msdi")
 PART_FILES = {1: ("net_E.pth", "prior_upsampling.pth"), 2: ("net2.pth", "prior_upsampling2.pth")}
 
 
-def read_network_state(path: Path) -> dict:
+def read_network_state(path: Path, trust_pickle: bool = False) -> dict:
     """The network state dict of a deblurkit training checkpoint (``ckpt/*.pt``: its ``model``
     entry), or of any weights file :func:`deblurkit.models.read_state_dict` reads (official
-    ``net_g_*.pth`` ``{'params': ...}``, ``weights.safetensors``)."""
+    ``net_g_*.pth`` ``{'params': ...}``, ``weights.safetensors``). Read with
+    ``torch.load(weights_only=True)`` unless ``trust_pickle`` (unpickling can run code in the file).
+
+    Raises: the errors of :func:`deblurkit.engine.checkpoint.load_training_checkpoint` (a file
+    that needs unpickling is refused) and of :func:`deblurkit.models.read_state_dict`."""
+    from ..engine.checkpoint import CheckpointUnreadableError, PickleRefusedError, load_training_checkpoint
     from ..models import read_state_dict
 
     if path.suffix in (".pt", ".pth") and path.is_file():
-        import torch
-
         try:
-            st = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 - fall back to the generic reader, which names the problem
-            st = None
-        if isinstance(st, dict) and "model" in st and "step" in st and isinstance(st["model"], dict):
-            return st["model"]
-    return read_state_dict(path)
+            return load_training_checkpoint(path, trust_pickle=trust_pickle)["model"]
+        except PickleRefusedError:
+            raise
+        except CheckpointUnreadableError:
+            pass  # not a training checkpoint: the generic reader names the problem
+    return read_state_dict(path, allow_pickle=trust_pickle)
 
 
-def split_parts(ckpt: Path, out: Path, force: bool = False) -> tuple[Path, Path]:
+def split_parts(ckpt: Path, out: Path, force: bool = False, trust_pickle: bool = False) -> tuple[Path, Path]:
     """Write the degradation encoder and prior-upsampling state dicts of a whole MSDI network
     (``msdi2e`` after stage 1, or ``msdi_net`` / ``msdi2_net``) as plain ``torch.save`` state
     dicts, named as released (v1: ``net_E.pth`` / ``prior_upsampling.pth``; v2: ``net2.pth`` /
     ``prior_upsampling2.pth``). Atomic writes; existing files are kept unless ``force``.
+
+    ``trust_pickle``: as in :func:`read_network_state`.
 
     Raises: FileExistsError, KeyError (no ``net_prior.*`` / ``prior_upsampling.*`` keys), and the
     reader's errors.
@@ -48,7 +53,7 @@ def split_parts(ckpt: Path, out: Path, force: bool = False) -> tuple[Path, Path]
     from ..engine.checkpoint import atomic_torch_save
     from ..models.msdi import extract_msdi_parts
 
-    sd = read_network_state(ckpt)
+    sd = read_network_state(ckpt, trust_pickle)
     try:
         parts = extract_msdi_parts(sd)
     except KeyError as e:
@@ -70,10 +75,11 @@ def split_parts_cmd(
     ckpt: Path = typer.Argument(..., help="Stage-1 run checkpoint (runs/<name>/ckpt/last.pt), weights.safetensors or net_g_*.pth."),
     out: Path = typer.Option(..., "-o", "--out", help="Folder for the part files (created)."),
     force: bool = typer.Option(False, "--force", help="Replace existing part files."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Also read a checkpoint that needs full unpickling. Unpickling CAN RUN CODE stored in the file: only for files you trust."),
 ):
     """Split a whole MSDI network into its degradation encoder and prior-upsampling files."""
     try:
-        enc, prior = split_parts(ckpt, out, force)
+        enc, prior = split_parts(ckpt, out, force, trust_pickle)
     except _expected_errors() + (FileExistsError, RuntimeError) as e:
         _fail(str(e))
     typer.echo(f"wrote {enc} and {prior}")

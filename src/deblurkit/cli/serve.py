@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -19,6 +19,7 @@ def serve(
     max_megapixels: float = typer.Option(40.0, help="Largest accepted image in megapixels."),
     examples: Optional[Path] = typer.Option(None, help="Folder of example photos (default: examples/real_blur of a source checkout)."),
     workdir: Optional[Path] = typer.Option(None, help="Where the app creates its temporary folder (default: system temp)."),
+    allow_host: List[str] = typer.Option([], "--allow-host", help="Also answer requests addressed to this host name (repeatable); by default only the --host address, 127.0.0.1, localhost and [::1] (protects against DNS rebinding)."),
 ):
     """Start the local web app: upload or pick a photo, deblur it, compare and download the result."""
     try:
@@ -32,13 +33,13 @@ def serve(
     try:
         resolve_device(device)
     except (ValueError, RuntimeError) as exc:
-        _fail(f"--device {device}: {exc}")
+        _fail(str(exc) if "--device" in str(exc) else f"--device {device}: {exc}")
     if not 0 < port < 65536:
         _fail(f"--port must be between 1 and 65535, got {port}")
     try:
         config = AppConfig(max_upload_mb=max_upload_mb, max_megapixels=max_megapixels,
                            examples_dir=examples if examples is not None else default_examples_dir(),
-                           device=device, workdir=workdir)
+                           device=device, workdir=workdir, host=host, allowed_hosts=tuple(allow_host))
         web = create_app(config)
     except (ValueError, FileNotFoundError, OSError) as exc:
         _fail(str(exc))

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from . import expected_errors as _expected_errors
+from . import check_out_folder
 from . import fail as _fail
 from . import synth_app
 
@@ -44,18 +45,21 @@ def synth_pairs(
     recursive: bool = typer.Option(False, "--recursive", help="Search --photos recursively."),
     texture_candidates: int = typer.Option(1, help="Keep the most textured of N random crop positions (evaluation sets: 16)."),
     center_kernels: bool = typer.Option(False, "--center-kernels", help="Re-centre Levin kernels on their centroid (blur without a shift)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset --out already holds (only the scene folders its manifest lists are removed)."),
 ):
     """Blur sharp photos with camera-shake kernels and write train|test/<scene>/{blur,sharp}."""
     from ..synth import build_pairs
 
     radius = _parse_range(disk_radius, "--disk-radius")
     length = _parse_range(shake_length, "--shake-length")
+    check_out_folder(out, "--out")
     try:
         manifest = build_pairs(photos, out, kernels=kernels, levin_path=levin, noise_sigma=noise_sigma,
                                seed=seed, include=include or None, test_patterns=test or None,
                                crop_size=crop, crops_per_photo=crops_per_photo, every_kernel=every_kernel,
                                recursive=recursive, texture_candidates=texture_candidates,
-                               center_kernels=center_kernels, disk_radius=radius, shake_length=length)
+                               center_kernels=center_kernels, disk_radius=radius, shake_length=length,
+                               overwrite=overwrite)
     except _expected_errors() as e:
         _fail(str(e))
     n = manifest.get("num_pairs", "?") if isinstance(manifest, dict) else "?"
@@ -83,6 +87,7 @@ def synth_grr(
     if (video is None) == (frames is None):
         _fail("give exactly one of --video or --frames")
     src = video or frames
+    check_out_folder(out, "--out")
     try:
         clip = read_frames(src, max_frames=max_frames)
         man = build_grr_sequence(clip, out, seq=seq or src.stem, split=split, factor=factor, exposure=exposure,

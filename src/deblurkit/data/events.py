@@ -35,6 +35,7 @@ Registered: dataset ``evdeblur`` (training, synthetic layout with targets); layo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -250,10 +251,19 @@ class RecordingFrames(Dataset):
     Items: ``{"E": (bins, h, w), "B": (1, h, w) in [0, 1], "Bi": B, "lq": B, "voxel": raw
     (bins, h, w) grid, "name": "frame_<index>", "t0", "t1": window (us), "n_events": int}``.
 
+    Warns:
+        UserWarning: when the windows hold almost no events (median below
+        :data:`SPARSE_EVENTS_PER_PIXEL` per sensor pixel, e.g. 0-25 events in the 0.5 ms exposures
+        of the shared DAVIS346 recording): the voxel grids then carry almost no motion; the
+        message names the option that widens the window (``--event-window``).
+
     Raises:
         FileNotFoundError / deblurkit.io.events.EventReadError: as the reader (naming the file),
         also when the recording has no APS frames.
     """
+
+    #: Median events per window per sensor pixel below which the windows count as (almost) empty.
+    SPARSE_EVENTS_PER_PIXEL = 1e-3
 
     def __init__(self, path: str | os.PathLike, window: str | float = "exposure", num_bins: int = NUM_BINS,
                  normalize: bool = True, frames: slice | list | None = None) -> None:
@@ -266,6 +276,24 @@ class RecordingFrames(Dataset):
             windows = windows[frames] if isinstance(frames, slice) else [windows[i] for i in frames]
         self.windows = windows
         self.num_bins, self.normalize, self.window = int(num_bins), bool(normalize), window
+        self._warn_if_sparse()
+
+    def _warn_if_sparse(self) -> None:
+        """See *Warns* in the class docstring."""
+        if not self.windows:
+            return
+        counts = sorted(int(w.events.shape[0]) for w in self.windows)
+        median = counts[len(counts) // 2]
+        h, w = self.recording.sensor_size
+        if median >= self.SPARSE_EVENTS_PER_PIXEL * h * w:
+            return
+        longest = max(win.duration for win in self.windows) * 1e6
+        kind = f"{self.window}" if isinstance(self.window, str) else f"{longest:.0f} us"
+        warnings.warn(
+            f"'{self.path}': the {kind} windows hold almost no events (median {median}, range "
+            f"{counts[0]}-{counts[-1]} per frame on a {w}x{h} sensor), so the voxel grids carry almost no "
+            "motion; widen the window with --event-window frame (the frame's readout) or --event-window "
+            f"MICROSECONDS (e.g. {max(20000, int(longest) * 10)})", UserWarning, stacklevel=3)
 
     def __len__(self) -> int:
         return len(self.windows)

@@ -4,6 +4,13 @@ A config is data. :func:`load_config` reads the YAML, applies ``--set`` style ov
 (``optim.lr=2e-4``, ``loss.0.weight=0.5``, values parsed as YAML scalars), then validates the
 result against the dataclass schema below: unknown keys, missing required keys and wrong types
 raise :class:`ConfigError` naming the file and the dotted key.
+
+Paths. A relative path written in a config file is relative to **the folder of that file**, so
+``deblurkit train configs/x.yaml`` works from any folder: ``photos: ../../shared/data/photos``
+in ``configs/`` names ``<repo>/../shared/data/photos``. This holds for the keys of
+:data:`PATH_KEYS` under ``data.train`` / ``data.val``, ``model.weights``, ``recipe`` and
+``train.out_dir``. Paths given with ``--set`` are relative to the current folder, as on any
+command line, and so is the default ``train.out_dir`` (``runs/<name>``) when the file sets none.
 """
 from __future__ import annotations
 
@@ -255,12 +262,57 @@ def validate_config(raw: dict, source: str = "<config>") -> TrainConfig:
     return cfg
 
 
+#: Keys whose (relative) string values in a config file are paths, resolved against its folder.
+PATH_KEYS = frozenset({
+    "root", "path", "photos", "weights", "levin_path", "reblur_weights", "vgg_weights", "vgg19_weights",
+    "encoder", "prior", "feature_encoder", "kernel_wizard", "out_dir",
+})
+
+
+def resolve_config_paths(raw: dict, folder: Path) -> dict:
+    """A copy of the config ``raw`` whose relative paths (keys in :data:`PATH_KEYS`, in the
+    sections named in the module docstring; strings or lists of strings) are joined to
+    ``folder`` (the config file's folder). Absolute paths, ``~`` paths and ``${...}``
+    templates are kept as written."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str) and value and not value.startswith(("~", "/", "${")) \
+                and not Path(value).is_absolute():
+            return str(folder / value)
+        return value
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: fix(v) if k in PATH_KEYS and not isinstance(v, dict) else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out = copy.deepcopy(raw)
+    data = out.get("data")
+    if isinstance(data, dict):
+        for split in ("train", "val"):
+            if isinstance(data.get(split), dict):
+                data[split] = walk(data[split])
+    if isinstance(out.get("model"), dict) and "weights" in out["model"]:
+        out["model"]["weights"] = fix(out["model"]["weights"])
+    if isinstance(out.get("recipe"), dict):
+        out["recipe"] = walk(out["recipe"])
+    if isinstance(out.get("train"), dict) and "out_dir" in out["train"]:
+        out["train"]["out_dir"] = fix(out["train"]["out_dir"])
+    return out
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a YAML training config, apply overrides, validate.
 
     Args:
-        path: YAML file (``configs/<system>_<stage>_<dataset>.yaml``).
-        overrides: ``key=value`` strings (``--set`` on the CLI).
+        path: YAML file (``configs/<system>_<stage>_<dataset>.yaml``); relative paths in it are
+            relative to its folder (see the module docstring).
+        overrides: ``key=value`` strings (``--set`` on the CLI); paths in them are relative to
+            the current folder.
 
     Raises:
         ConfigError: unreadable file, invalid YAML, or a schema problem (naming file and key).
@@ -270,6 +322,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text); give a configs/*.yaml file") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -278,4 +332,5 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: config file is empty")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    raw = resolve_config_paths(raw, path.parent)
     return validate_config(apply_overrides(raw, list(overrides)), str(path))

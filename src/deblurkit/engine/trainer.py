@@ -38,9 +38,14 @@ from ..io.atomic import write_text_atomic
 from ..losses import WeightedLoss
 from ..models import build, get_descriptor, load_checkpoint
 from . import distributed as ddp
-from .checkpoint import atomic_torch_save, capture_rng_state, load_training_checkpoint, restore_rng_state
+from .checkpoint import (atomic_torch_save, capture_rng_state, load_resume_checkpoint, load_training_checkpoint,
+                         restore_rng_state, save_with_previous)
 from .config import TrainConfig
 from .schedule import EMA, lr_at
+
+
+class DeviceUnavailableError(RuntimeError, ValueError):
+    """The device asked for (``--device``) does not exist on this computer."""
 
 
 class RunExistsError(RuntimeError):
@@ -73,16 +78,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cpu"`` / ``"cuda[:i]"`` as given.
 
     Raises:
-        RuntimeError: CUDA asked for but not available.
+        DeviceUnavailableError: CUDA asked for but not available (a RuntimeError and a ValueError).
         ValueError: any other device type.
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(dev)!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+        raise DeviceUnavailableError(f"--device {device}: CUDA is not available on this computer; use --device cpu "
+                                     "or --device auto")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {str(device)!r}")
     return dev
 
 
@@ -157,6 +163,8 @@ class Trainer:
             the run folder raises :class:`RunExistsError` (nothing written is overwritten).
         progress: show a tqdm bar.
         on_step: optional callback ``(step, logs)`` after each optimiser step (tests use it).
+        trust_pickle: on resume, also read a ``last.pt`` that needs full unpickling (written
+            before the tensor-only format); unpickling can run code stored in the file.
 
     Distributed (``torchrun``): the constructor joins the process group and wraps the trainable
     networks after :meth:`setup` (and after loading a resumed state); ``self.fwd[name]`` then
@@ -178,15 +186,16 @@ class Trainer:
     sync_batchnorm: bool = True
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
-                 on_step: Optional[Callable[[int, dict], None]] = None):
+                 on_step: Optional[Callable[[int, dict], None]] = None, trust_pickle: bool = False):
         self.cfg = cfg
+        self.trust_pickle = trust_pickle
         self.out_dir = Path(cfg.train.out_dir)
         self.ckpt_dir = self.out_dir / "ckpt"
         self.progress = progress
         self.on_step = on_step
         last = self.ckpt_dir / "last.pt"
-        if last.exists() and not resume:
-            raise RunExistsError(f"{last} exists: pass --resume to continue that run, or choose "
+        if (last.exists() or last.with_name("previous.pt").exists()) and not resume:
+            raise RunExistsError(f"{last if last.exists() else last.with_name('previous.pt')} exists: pass --resume to continue that run, or choose "
                                  f"another train.out_dir (--set train.out_dir=...)")
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -222,7 +231,7 @@ class Trainer:
         self.best_psnr = -math.inf
         self._resumed_rng = False
         self.setup()
-        if resume and last.exists():
+        if resume and (last.exists() or last.with_name("previous.pt").exists()):
             self._load(last)
         self._wrap_distributed()
         ddp.barrier()  # every rank has checked the run folder before rank 0 writes into it
@@ -338,7 +347,7 @@ class Trainer:
         }
 
     def _load(self, path: Path) -> None:
-        st = load_training_checkpoint(path)
+        st, path = load_resume_checkpoint(path, trust_pickle=self.trust_pickle)
         saved_aux, built_aux = set(st.get("aux", {})), set(self.aux)
         if saved_aux != built_aux:
             raise ValueError(f"{path}: the checkpoint has auxiliary networks {sorted(saved_aux)} but this "
@@ -370,7 +379,7 @@ class Trainer:
         st = self.state()
         path = self.ckpt_dir / name
         if self.dist.main:
-            atomic_torch_save(st, path)
+            (save_with_previous if name == "last.pt" else atomic_torch_save)(st, path)
         return path
 
     @property
@@ -540,9 +549,14 @@ def export_weights(state_dict: dict, path: str | Path, model: str, overrides: di
     return path
 
 
-def export_from_checkpoint(ckpt: str | Path, out: str | Path, use_ema: bool = True) -> Path:
-    """Export inference weights from a training checkpoint (``ckpt/last.pt`` or ``best.pt``)."""
-    st = load_training_checkpoint(ckpt)
+def export_from_checkpoint(ckpt: str | Path, out: str | Path, use_ema: bool = True, *,
+                           trust_pickle: bool = False) -> Path:
+    """Export inference weights from a training checkpoint (``ckpt/last.pt`` or ``best.pt``).
+
+    The checkpoint is read with ``torch.load(weights_only=True)``; ``trust_pickle`` also reads a
+    file that needs full unpickling (which can run code stored in it). Raises the errors of
+    :func:`deblurkit.engine.checkpoint.load_training_checkpoint`."""
+    st = load_training_checkpoint(ckpt, trust_pickle=trust_pickle)
     cfg = st["config"]
     sd = st["ema"] if use_ema and st.get("ema") is not None else st["model"]
     sd = {k: v for k, v in sd.items() if not k.startswith("__ema")}

@@ -726,26 +726,27 @@ class ClassicalDeblurrer(Deblurrer):
             panel = add_kernel_inset(panel, res.kernel, x0=panel.shape[-1] - w, width=w)
         return panel
 
-    def output_paths(self, path: PathLike, out_dir: PathLike | None, suffix: str = "_deblurred") -> dict[str, Path]:
+    def output_paths(self, path: PathLike, out_dir: PathLike | None, suffix: str = "_deblurred",
+                     *, stem: str | None = None) -> dict[str, Path]:
         """As :meth:`Deblurrer.output_paths`, plus ``kernel_png`` / ``kernel_npy``
         (``<stem>_kernel.png`` / ``.npy`` beside the result)."""
-        paths = super().output_paths(path, out_dir, suffix)
+        paths = super().output_paths(path, out_dir, suffix, stem=stem)
         folder = paths["deblurred"].parent
-        stem = Path(path).stem
+        stem = stem or Path(path).stem
         paths["kernel_png"] = folder / f"{stem}_kernel.png"
         paths["kernel_npy"] = folder / f"{stem}_kernel.npy"
         return paths
 
     def deblur_file(self, path: PathLike, out_dir: PathLike | None, *, compare: bool = False,
                     suffix: str = "_deblurred", protected: Iterable[PathLike] = (),
-                    progress: Any = None) -> dict[str, Path]:
+                    progress: Any = None, stem: str | None = None) -> dict[str, Path]:
         """As :meth:`Deblurrer.deblur_file` (the comparison gets the kernel inset); with
         ``save_kernel`` also writes the kernel (``kernel_png``, ``kernel_npy``). How the file
         went (kernel size, or the fallback and why) is recorded in :attr:`notes` ``[path]``."""
         path = Path(path)
         self.last_result = None
         written = super().deblur_file(path, out_dir, compare=compare, suffix=suffix, protected=protected,
-                                      progress=progress)
+                                      progress=progress, stem=stem)
         res = self.last_result
         if res is None:
             return written
@@ -753,7 +754,7 @@ class ClassicalDeblurrer(Deblurrer):
         if res.fell_back:
             self.fallbacks.add(path)
         if self.save_kernel and res.kernel is not None:
-            targets = self.output_paths(path, out_dir, suffix)
+            targets = self.output_paths(path, out_dir, suffix, stem=stem)
             try:
                 written.update(write_kernel(res.kernel, targets["kernel_png"], targets["kernel_npy"],
                                             protected=(path, *protected)))
@@ -764,12 +765,14 @@ class ClassicalDeblurrer(Deblurrer):
         return written
 
     def deblur_files(self, paths: PathLike | Iterable[PathLike], out_dir: PathLike | None, compare: bool = False,
-                     *, suffix: str = "_deblurred", stop_on_error: bool = False) -> DeblurSummary:
+                     *, suffix: str = "_deblurred", stop_on_error: bool = False,
+                     recursive: bool = False) -> DeblurSummary:
         """As :meth:`Deblurrer.deblur_files`; the summary's ``notes`` say per file which kernel
         was used or why the estimate fell back (:meth:`ClassicalResult.describe`), and
         ``fell_back`` lists the files that fell back."""
         self.notes, self.fallbacks = {}, set()
-        summary = super().deblur_files(paths, out_dir, compare, suffix=suffix, stop_on_error=stop_on_error)
+        summary = super().deblur_files(paths, out_dir, compare, suffix=suffix, stop_on_error=stop_on_error,
+                                       recursive=recursive)
         summary.notes.update(self.notes)
         summary.fell_back.extend(p for p in summary.written if p in self.fallbacks)
         return summary

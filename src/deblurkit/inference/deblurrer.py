@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..engine.trainer import resolve_device
-from ..io import rgb_to_grey
+from ..io import DEFAULT_MAX_MEGAPIXELS, rgb_to_grey
 from .tiling import auto_tile_size, tiled_forward
 
 __all__ = [
@@ -169,6 +169,8 @@ class DeblurSummary:
             kernel used, or why its estimate fell back); empty for networks.
         fell_back: inputs whose kernel estimate was judged unreliable (a conservative result
             was written; their note says what).
+        skipped: ``{path: reason}``: earlier outputs found among the inputs (inside the output
+            folder) and, without ``recursive``, sub-folders of the input folders.
     """
 
     written: dict[Path, dict[str, Path]] = field(default_factory=dict)
@@ -176,6 +178,7 @@ class DeblurSummary:
     seconds: float = 0.0
     notes: dict[Path, str] = field(default_factory=dict)
     fell_back: list[Path] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -234,7 +237,14 @@ class Deblurrer:
             ``weights`` without ``model`` whose architecture cannot be detected.
         KeyError: unknown model name.
         deblurkit.models.CheckpointMismatchError: the checkpoint does not fit the network.
+
+    Attribute ``max_megapixels`` (default :data:`deblurkit.io.DEFAULT_MAX_MEGAPIXELS`, ``None``:
+    no limit): :meth:`deblur_file` refuses larger images from their header, before decoding
+    (``deblurkit deblur --max-megapixels``).
     """
+
+    #: Largest image :meth:`deblur_file` reads (megapixels); checked before decoding.
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
 
     def __init__(
         self,
@@ -254,6 +264,8 @@ class Deblurrer:
         from deblurkit import models
 
         overrides = dict(model_overrides or {})
+        if model is not None and model not in models.list_models():
+            raise ValueError(f"unknown model {model!r}: see `deblurkit models` for the registered names")
         self.default_info: dict[str, Any] | None = None
         if weights is not None:
             weights = Path(weights)
@@ -276,7 +288,7 @@ class Deblurrer:
             matches = models.detect_architecture(models.read_state_dict(weights))
             if not matches:
                 raise ValueError(
-                    f"cannot tell which network the checkpoint '{weights}' belongs to; pass model= "
+                    f"cannot tell which network the checkpoint '{weights}' belongs to; give --model "
                     f"(one of {', '.join(models.list_models())})"
                 )
             model, detected = matches[0]
@@ -284,8 +296,8 @@ class Deblurrer:
         elif weights is None:
             if not allow_random:
                 raise ValueError(
-                    f"model {model!r} given without weights: the network would be randomly initialised "
-                    "and its output meaningless. Pass weights=PATH, or allow_random=True for tests."
+                    f"model {model!r} needs --weights PATH: without weights the network is randomly "
+                    "initialised and its output meaningless"
                 )
             warnings.warn(
                 f"Deblurrer: {model!r} has no weights and is RANDOMLY INITIALISED; its output is not deblurred",
@@ -400,7 +412,7 @@ class Deblurrer:
                 "that take a single RGB image (event/multi-input models need their own pipeline)"
             )
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+            raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
             raise ValueError(f"tile must be None, a positive int or 'auto', got {tile!r}")
         if tile_overlap < 0:
@@ -412,7 +424,7 @@ class Deblurrer:
         self.whole_frame = callable(getattr(net, "restore_frame", None))
         if self.whole_frame and isinstance(tile, int):
             raise ValueError(f"{self.model_name!r} processes whole frames (its output depends on the absolute "
-                             f"row); tiling is not possible: use tile=None or 'auto' (--tile off)")
+                             f"row); tiling is not possible: use --tile off or --tile auto")
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise ValueError(f"bad value_range {value_range}")
@@ -541,15 +553,19 @@ class Deblurrer:
 
     # ------------------------------------------------------------------ files
 
-    def output_paths(self, path: PathLike, out_dir: PathLike | None, suffix: str = "_deblurred") -> dict[str, Path]:
+    def output_paths(self, path: PathLike, out_dir: PathLike | None, suffix: str = "_deblurred",
+                     *, stem: str | None = None) -> dict[str, Path]:
         """Where :meth:`deblur_file` writes for input ``path``: ``{"deblurred", "compare"}``.
 
         ``<out_dir>/<stem><suffix>.png`` and ``<out_dir>/<stem>_compare.png``; ``out_dir=None``
-        means the input's folder. Outputs are always PNG (lossless, 16-bit and alpha capable).
+        means the input's folder; ``stem`` defaults to the input's (``deblur_files`` gives
+        ``<stem>_<ext>`` when two inputs share a stem). Outputs are always PNG (lossless, 16-bit
+        and alpha capable).
         """
         path = Path(path)
         folder = Path(out_dir) if out_dir is not None else path.parent
-        return {"deblurred": folder / f"{path.stem}{suffix}.png", "compare": folder / f"{path.stem}_compare.png"}
+        stem = path.stem if stem is None else stem
+        return {"deblurred": folder / f"{stem}{suffix}.png", "compare": folder / f"{stem}_compare.png"}
 
     def deblur_file(
         self,
@@ -560,6 +576,7 @@ class Deblurrer:
         suffix: str = "_deblurred",
         protected: Iterable[PathLike] = (),
         progress: Any = None,
+        stem: str | None = None,
     ) -> dict[str, Path]:
         """Deblur one image file and write the result (and optionally a comparison) as PNG.
 
@@ -577,6 +594,7 @@ class Deblurrer:
                 ``out_dir`` is the input folder and the input is a PNG: that would be the input).
             protected: further paths never to overwrite (e.g. all inputs of a batch).
             progress: tile progress, as in :meth:`deblur_tensor`.
+            stem: output stem instead of the input's (see :meth:`output_paths`).
 
         Returns:
             ``{"deblurred": Path}`` plus ``"compare": Path`` when requested.
@@ -589,8 +607,8 @@ class Deblurrer:
         from deblurkit import io as dio
 
         path = Path(path)
-        loaded = dio.load_image(path)
-        targets = self.output_paths(path, out_dir, suffix)
+        loaded = dio.load_image(path, max_megapixels=self.max_megapixels)
+        targets = self.output_paths(path, out_dir, suffix, stem=stem)
         guard = (path, *protected)
         try:
             result = self.deblur_tensor(loaded.image, progress=progress)
@@ -621,23 +639,37 @@ class Deblurrer:
         *,
         suffix: str = "_deblurred",
         stop_on_error: bool = False,
+        recursive: bool = False,
     ) -> DeblurSummary:
-        """Deblur many files (folders are expanded to the images directly inside them).
+        """Deblur many files (folders are expanded to the images directly inside them, or to
+        every image below them with ``recursive``, written to the same sub-folders of
+        ``out_dir``).
 
         Shows a tqdm bar over files and, when tiling, a nested bar over tiles (if
-        ``progress=True``). A file that fails (unreadable, corrupt, output would overwrite an
-        input, two inputs mapping to the same output name, ...) is recorded and the others are
-        still processed, unless ``stop_on_error``. Failures are logged (logger
-        ``deblurkit.inference.deblurrer``) at the end and returned in the summary.
+        ``progress=True``). Nothing is lost or done twice:
+
+        - inputs sharing a stem in one output folder (``x.jpg`` and ``x.png``) get outputs named
+          after stem and extension (``x_jpg_deblurred.png``, ``x_png_deblurred.png``);
+        - earlier outputs (``*<suffix>.png``, ``*_compare.png``) found among the inputs inside the
+          output folder are skipped, so re-running into a folder inside the input folder does not
+          deblur them again;
+        - without ``recursive``, sub-folders of the input folders are recorded as skipped;
+        - a file that fails (unreadable, corrupt, output would overwrite an input, ...) is
+          recorded and the others are still processed, unless ``stop_on_error``.
+
+        Failures and skips are returned in the summary (and logged at INFO level, logger
+        ``deblurkit.inference.deblurrer``), for the caller to report once.
 
         Args:
             paths: files and/or folders.
             out_dir: output folder (``None``: next to each input).
             compare, suffix: as in :meth:`deblur_file`.
             stop_on_error: re-raise the first error instead of continuing.
+            recursive: search folders recursively.
 
         Returns:
-            :class:`DeblurSummary` (``written``, ``failed``, ``seconds``, ``ok``, ``report()``).
+            :class:`DeblurSummary` (``written``, ``failed``, ``skipped``, ``seconds``, ``ok``,
+            ``report()``).
 
         Raises:
             Only with ``stop_on_error``: the first file's error (see :meth:`deblur_file`).
@@ -650,36 +682,62 @@ class Deblurrer:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         summary = DeblurSummary()
-        inputs: list[Path] = []
+        out_root = Path(out_dir).resolve() if out_dir is not None else None
+        jobs: dict[Path, Path | None] = {}  # input -> its output folder
         for item in paths:
             item = Path(item)
-            if item.is_dir():
-                inputs.extend(dio.list_images(item))
+            if not item.is_dir():
+                jobs.setdefault(item, None if out_dir is None else Path(out_dir))
+                continue
+            inner_out = out_root is not None and out_root != item.resolve() and out_root.is_relative_to(item.resolve())
+            for child in dio.list_images(item, recursive=recursive):
+                if inner_out and child.resolve().is_relative_to(out_root):
+                    summary.skipped[child] = "inside the output folder (an earlier output)"
+                    continue
+                rel = child.parent.relative_to(item)
+                jobs.setdefault(child, None if out_dir is None else Path(out_dir) / rel)
+            if not recursive:
+                for sub in sorted(p for p in item.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    if out_root is None or not out_root.is_relative_to(sub.resolve()):
+                        summary.skipped[sub] = "sub-folder (give --recursive to deblur it too)"
+        inputs: list[Path] = []
+        for path, folder in jobs.items():
+            target = (folder if folder is not None else path.parent).resolve()
+            is_output = path.name.endswith((f"{suffix}.png", "_compare.png")) and suffix
+            if is_output and path.resolve().parent == target:
+                summary.skipped[path] = "an earlier output in the output folder"
             else:
-                inputs.append(item)
-        inputs = list(dict.fromkeys(inputs))
-        protected = tuple(inputs)
+                inputs.append(path)
+        stems: dict[tuple[Path, str], int] = {}
+        for path in inputs:
+            key = ((jobs[path] or path.parent).resolve(), path.stem)
+            stems[key] = stems.get(key, 0) + 1
+        protected = (*inputs, *(p for p in summary.skipped if p.is_file()))  # never overwritten either
         claimed: dict[Path, Path] = {}
         files_bar = tqdm(inputs, desc="images", unit="img", disable=not self.progress)
         tiles_bar = tqdm(desc="tiles", unit="tile", position=1, leave=False, disable=not self.progress)
         try:
             for path in files_bar:
                 files_bar.set_postfix_str(path.name, refresh=False)
+                folder = jobs[path]
+                shared = stems[((folder or path.parent).resolve(), path.stem)] > 1
+                stem = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if shared else None
                 try:
-                    out_path = self.output_paths(path, out_dir, suffix)["deblurred"].resolve()
+                    out_path = self.output_paths(path, folder, suffix, stem=stem)["deblurred"].resolve()
                     if out_path in claimed:
                         raise dio.ImageWriteError(
                             f"refusing to write '{out_path}' for '{path}': it is already the output of "
-                            f"'{claimed[out_path]}' (same file stem)"
+                            f"'{claimed[out_path]}' (same file name)"
                         )
                     claimed[out_path] = path
                     summary.written[path] = self.deblur_file(
                         path,
-                        out_dir,
+                        folder,
                         compare=compare,
                         suffix=suffix,
                         protected=protected,
                         progress=tiles_bar if self.progress else False,
+                        stem=stem,
                     )
                 except Exception as exc:
                     if stop_on_error:
@@ -689,6 +747,6 @@ class Deblurrer:
             tiles_bar.close()
             files_bar.close()
         summary.seconds = time.perf_counter() - t0
-        if summary.failed:
-            log.error("%s", summary.report())
+        if summary.failed or summary.skipped:
+            log.info("%s", summary.report())
         return summary

@@ -4,8 +4,10 @@ Image tensors are float32, RGB (or one grey channel), range [0, 1], shape (C, H,
 :mod:`deblurkit.io.images`.
 """
 from .images import (
+    DEFAULT_MAX_MEGAPIXELS,
     IMAGE_EXTENSIONS,
     ImageReadError,
+    ImageTooLargeError,
     ImageWriteError,
     LoadedImage,
     list_images,
@@ -18,8 +20,10 @@ from .images import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_MEGAPIXELS",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImageWriteError",
     "LoadedImage",
     "list_images",

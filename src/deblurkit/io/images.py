@@ -32,7 +32,9 @@ from PIL import Image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_MEGAPIXELS",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImageWriteError",
     "LoadedImage",
     "list_images",
@@ -52,6 +54,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 _SIXTEEN_BIT_EXTENSIONS = frozenset({".png", ".tif", ".tiff"})
 _ALPHA_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".bmp", ".webp"})
 
+#: Largest image (width x height / 1e6) that :func:`load_image` decodes unless told otherwise
+#: (``--max-megapixels``): the header is checked before any pixel is decoded, so a small file
+#: declaring a huge image (a 420 KB PNG of 12000x12000) costs nothing.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+
 _EXIF_ORIENTATION = 0x0112
 #: ITU-R BT.601 luma weights (R, G, B), as used by ``read_image(..., channels=1)``.
 _BT601 = (0.299, 0.587, 0.114)
@@ -61,6 +68,15 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the problem."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image declares more pixels than allowed; ``width`` / ``height`` hold its size (0 when
+    the header only said "far too many")."""
+
+    def __init__(self, message: str, width: int = 0, height: int = 0) -> None:
+        super().__init__(message)
+        self.width, self.height = width, height
 
 
 class ImageWriteError(OSError):
@@ -223,6 +239,44 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return array
 
 
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header (Pillow's lazy open: no pixel decoding), ``(0, 0)``
+    when Pillow's own decompression-bomb guard refuses it, ``None`` when the header is unreadable
+    (the decoder then reports the problem)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return tuple(im.size)  # type: ignore[return-value]
+    except Image.DecompressionBombError:
+        return (0, 0)
+    except Exception:  # noqa: BLE001 - see docstring
+        return None
+
+
+def _check_pixels(path: Path, data: bytes, max_megapixels: float | None) -> None:
+    """Raise :class:`ImageTooLargeError` when the header declares more than ``max_megapixels``."""
+    if max_megapixels is None:
+        return
+    size = _declared_size(data)
+    if size is None:
+        return
+    w, h = size
+    if w * h <= max_megapixels * 1e6 and size != (0, 0):
+        return
+    kb = len(data) / 1024
+    shown = f"{kb / 1024:.1f} MB" if kb >= 1024 else f"{kb:.0f} KB"
+    if size == (0, 0):
+        raise ImageTooLargeError(f"cannot read image '{path}': {shown} file declaring far too many pixels "
+                                 f"(over the limit of {max_megapixels:g} MP)")
+    mp = w * h / 1e6
+    gb = w * h * 3 * 4 / 2**30  # the decoded float32 RGB tensor alone
+    raise ImageTooLargeError(
+        f"cannot read image '{path}': {w}x{h} = {mp:.1f} MP ({shown} file), over the limit of "
+        f"{max_megapixels:g} MP; decoded it needs {gb:.1f} GB before any processing: pass "
+        f"--max-megapixels {int(mp) + 1} to allow it", w, h)
+
+
 def _decode_with_pillow(data: bytes, path: Path, mode: str) -> np.ndarray:
     """Pillow decode converted to ``mode`` (used for CMYK, which OpenCV leaves as 4 channels)."""
     try:
@@ -238,7 +292,7 @@ def _to_tensor(array: np.ndarray, max_value: float) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
 
 
-def load_image(path: PathLike) -> LoadedImage:
+def load_image(path: PathLike, *, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> LoadedImage:
     """Read an image file as stored: grey stays grey, alpha is kept aside.
 
     The format is taken from the file's signature (a PNG named ``.jpg`` is read as PNG); the
@@ -247,6 +301,8 @@ def load_image(path: PathLike) -> LoadedImage:
 
     Args:
         path: file to read.
+        max_megapixels: refuse images whose header declares more pixels (width x height / 1e6),
+            before decoding; ``None``: no limit.
 
     Returns:
         :class:`LoadedImage` with ``image`` float32 ``(C, H, W)`` in [0, 1], ``C`` in {1, 3}
@@ -256,6 +312,8 @@ def load_image(path: PathLike) -> LoadedImage:
         ImageReadError: the path is missing or a directory, the suffix is unsupported, the file
             is empty, not an image, corrupt or truncated, or its samples are not 8/16-bit
             integers. The message names the file and the problem.
+        ImageTooLargeError: over ``max_megapixels`` (names the file, its size and the option
+            that raises the limit).
     """
     path = Path(path)
     if not path.exists():
@@ -281,6 +339,7 @@ def load_image(path: PathLike) -> LoadedImage:
         )
     if fmt == "JPEG" and not _jpeg_is_complete(data):
         raise _read_error(path, "JPEG data is truncated or corrupt (no end-of-image marker)")
+    _check_pixels(path, data, max_megapixels)
 
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -340,7 +399,8 @@ def rgb_to_grey(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * weights).sum(dim=-3, keepdim=True)
 
 
-def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
+def read_image(path: PathLike, channels: int = 3, *,
+               max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> torch.Tensor:
     """Read an image file as a float32 ``(channels, H, W)`` tensor in [0, 1]; alpha is dropped.
 
     Grey files are repeated to 3 channels when ``channels == 3``; RGB files are converted to
@@ -348,12 +408,12 @@ def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
     orientation is applied (see :func:`load_image`).
 
     Raises:
-        ImageReadError: as :func:`load_image`.
+        ImageReadError: as :func:`load_image` (``max_megapixels`` likewise).
         ValueError: ``channels`` is not 1 or 3.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    image = load_image(path).image
+    image = load_image(path, max_megapixels=max_megapixels).image
     if image.shape[0] == channels:
         return image
     if channels == 3:
@@ -551,15 +611,17 @@ def _encode(path: Path, suffix: str, array: np.ndarray, quality: int | None) -> 
 # --------------------------------------------------------------------------------------------
 
 
-def list_images(paths: PathLike | Iterable[PathLike]) -> list[Path]:
-    """Image files named by ``paths``: files as given, folders by their direct children.
+def list_images(paths: PathLike | Iterable[PathLike], *, recursive: bool = False) -> list[Path]:
+    """Image files named by ``paths``: files as given, folders by their direct children (with
+    ``recursive``, by every file below them).
 
-    Only suffixes in :data:`IMAGE_EXTENSIONS` (any case) are kept; hidden files (name starting
-    with ".", e.g. macOS "._x.jpg" or temporary files) inside folders are skipped; folders are
-    not searched recursively. The result is sorted and free of duplicates.
+    Only suffixes in :data:`IMAGE_EXTENSIONS` (any case) are kept; hidden files and folders
+    (name starting with ".", e.g. macOS "._x.jpg" or temporary files) inside folders are
+    skipped. The result is sorted and free of duplicates.
 
     Args:
         paths: one path or an iterable of paths (files and/or folders).
+        recursive: search folders recursively.
 
     Returns:
         sorted list of :class:`pathlib.Path`.
@@ -573,8 +635,9 @@ def list_images(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     for item in paths:
         item = Path(item)
         if item.is_dir():
-            for child in item.iterdir():
-                if child.name.startswith(".") or not child.is_file():
+            children = item.rglob("*") if recursive else item.iterdir()
+            for child in children:
+                if any(part.startswith(".") for part in child.relative_to(item).parts) or not child.is_file():
                     continue
                 if child.suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(child)

@@ -14,7 +14,7 @@ them:
 
 ``.pth`` / ``.pt`` files are read with ``torch.load(weights_only=True)``; a file that needs full
 unpickling (it executes code from the file) is refused unless ``allow_pickle=True`` is passed for
-a trusted file.
+a trusted file (the commands' ``--trust-pickle`` option).
 """
 from __future__ import annotations
 
@@ -190,6 +190,14 @@ def unwrap_state_dict(obj: Any, key: str | None = None) -> dict[str, Tensor]:
     return _unwrap(obj, key, "<object>")[0]
 
 
+def pickle_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised by ``torch.load(weights_only=True)``) means "this is a pickle that
+    holds objects other than tensors and plain containers" (only full unpickling, which can run
+    code, would read it), as opposed to "this is not a PyTorch file at all"."""
+    text = str(exc)
+    return isinstance(exc, pickle.UnpicklingError) and ("Unsupported global" in text or "can still be loaded" in text)
+
+
 def _sniff_format(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(16)
@@ -242,15 +250,18 @@ def _read_checkpoint(
         try:
             obj = torch.load(p, map_location=map_location, weights_only=not allow_pickle)
         except pickle.UnpicklingError as e:
-            if "weights_only" in str(e) or "Weights only" in str(e):
+            if pickle_refused(e):
                 raise CheckpointReadError(
-                    f"{p}: holds objects other than tensors and plain containers, which "
-                    "torch.load(weights_only=True) refuses; if you trust the file, pass "
-                    f"allow_pickle=True (it runs code stored in the file). Details: {str(e)[:300]}"
-                ) from e
-            raise CheckpointReadError(f"{p}: not a PyTorch checkpoint ({e})") from e
+                    f"{p}: refused: besides tensors it holds Python objects, and unpickling them can "
+                    "run code stored in the file; only if you trust the file, give --trust-pickle (offered by "
+                    "deblurkit inspect, export, train and msdi split-parts)"
+                ) from None
+            raise CheckpointReadError(f"{p}: not a checkpoint (neither a PyTorch nor a safetensors file)") from None
         except Exception as e:  # corrupt files surface as many error types
-            raise CheckpointReadError(f"{p}: not a readable PyTorch checkpoint ({e})") from e
+            if p.stat().st_size == 0:
+                raise CheckpointReadError(f"{p}: empty file, not a checkpoint") from None
+            raise CheckpointReadError(f"{p}: not a readable PyTorch checkpoint, truncated or corrupt "
+                                      f"({str(e)[:200]})") from None
     sd, info = _unwrap(obj, key, str(p))
     info["format"] = fmt
     info["path"] = str(p)

@@ -104,7 +104,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if overwrite or not out.exists():
         return
     if (out / MANIFEST_NAME).exists() or any((out / f).exists() for f in LAYOUT):
-        raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True (CLI: --overwrite) to add to / "
+        raise FileExistsError(f"{out} already holds a dataset; pass --overwrite to add to / "
                               f"replace it, or choose another --out")
 
 

@@ -353,7 +353,7 @@ def _resolve_kernel_file(path, data_root, filename: str) -> Path:
         p = p / filename
     if not p.is_file():
         raise FileNotFoundError(
-            f"kernel file not found: {p} (pass path=... or data_root=..., or set DEBLURKIT_DATA)"
+            f"kernel file not found: {p} (give its path, e.g. --levin, or set DEBLURKIT_DATA)"
         )
     return p
 

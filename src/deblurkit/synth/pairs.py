@@ -165,7 +165,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     manifest = out / MANIFEST_NAME
     if manifest.exists():
         if not overwrite:
-            raise FileExistsError(f"{out} already holds a dataset ({manifest}); pass overwrite=True to replace it")
+            raise FileExistsError(f"{out} already holds a dataset ({manifest}); pass --overwrite to replace it, or choose another --out")
         try:
             old = json.loads(manifest.read_text())
         except (OSError, ValueError) as e:
@@ -178,7 +178,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                     shutil.rmtree(d)
     elif any((out / s).exists() and any((out / s).iterdir()) for s in ("train", "test")):
         if not overwrite:
-            raise FileExistsError(f"{out} already has train/ or test/ content without a manifest; pass overwrite=True")
+            raise FileExistsError(f"{out} already has train/ or test/ content without a manifest; pass --overwrite, or choose another --out")
 
 
 def _gradient_energy(region: torch.Tensor) -> float:

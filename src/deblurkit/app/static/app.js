@@ -81,6 +81,7 @@ async function runImage(event) {
     params.set("example", example);
   }
   if (currentJob) { fetch("/api/jobs/" + currentJob.id, { method: "DELETE" }).catch(() => {}); currentJob = null; }
+  clearResult();  // the previous result (and its Download link) is gone with its job
   $("run").disabled = true;
   $("status").hidden = false;
   $("status-text").textContent = "uploading";
@@ -128,8 +129,16 @@ async function showResult(job) {
   $("result").dataset.job = job.id;
 }
 
+function clearResult() {
+  $("result").hidden = true;
+  delete $("result").dataset.job;
+  $("download").removeAttribute("href");
+  for (const id of ["input-img", "result-img", "compare-before", "compare-after-img"]) $(id).removeAttribute("src");
+}
+
 function moveSlider() {
   $("compare-after").style.clipPath = "inset(0 0 0 " + $("slider").value + "%)";
+  $("compare-divider").style.left = $("slider").value + "%";
 }
 
 // ------------------------------------------------------------------ event recordings
