@@ -84,6 +84,9 @@ def cases(t: Path) -> list[tuple[list, str]]:
         (["blur2blur", "filter", t / "nowhere", t / "nowhere2", "-o", t / "r.csv"], "nowhere"),
         (["msdi", "split-parts", img, "-o", t / "parts"], "photo.png: not a checkpoint"),
         (["bench", "--size", "huge", "--json", t / "b.json"], "--size 'huge'"),
+        (["estimate-kernel", t / "nowhere.png", "-o", t / "k.png"], "nowhere.png"),
+        (["estimate-kernel", img, "-o", t / "k.png", "--kernel-size", "4"], "--kernel-size"),
+        (["deblur", img, "-o", t / "o", "--kernel", t / "empty.pt"], "empty.pt"),
     ]
 
 

@@ -43,8 +43,11 @@ def make_deblurrer(model: Optional[str], weights: Optional[Path], converter: Opt
             raise ValueError("--converter and --deblurrer belong to --model blur2blur")
         if weights is not None:
             raise ValueError("--weights belongs to a network (--model NAME): the classical pipeline has no weights")
-        if kwargs.pop("precision", "fp32") != "fp32":
-            raise ValueError("--precision bf16 applies to networks; the classical pipeline runs in fp32")
+        precision = kwargs.pop("precision", "fp32")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
+        if precision != "fp32":
+            raise ValueError(f"--precision {precision} applies to networks; the classical pipeline runs in fp32")
         return ClassicalDeblurrer(**(classical or {}), **kwargs)
     if model != "blur2blur":
         if converter is not None or deblurrer is not None:

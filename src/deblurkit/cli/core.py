@@ -77,13 +77,13 @@ def deblur(
         files = list_images(inputs, recursive=recursive)
         if not files:
             _fail(f"no images found in {', '.join(map(str, inputs))}")
-        check_out_folder(out)
         classical = None
         if is_classical:
             from .deconv import check_kernel_fits, classical_options
 
             classical = classical_options(kernel, kernel_size, save_kernel, spatially_varying, estimator)
             check_kernel_fits(classical.get("kernel"), kernel, files)
+        check_out_folder(out)
         d = make_deblurrer(model, weights, converter, deblurrer, device=device, precision=precision,
                            tile=_parse_tile(tile), tile_overlap=tile_overlap, classical=classical)
         d.max_megapixels = max_megapixels

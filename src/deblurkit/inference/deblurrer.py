@@ -264,7 +264,7 @@ class Deblurrer:
         from deblurkit import models
 
         overrides = dict(model_overrides or {})
-        if model is not None and model not in models.list_models():
+        if model is not None and model != EMBEDDED_MODEL and model not in models.list_models():
             raise ValueError(f"unknown model {model!r}: see `deblurkit models` for the registered names")
         self.default_info: dict[str, Any] | None = None
         if weights is not None:
