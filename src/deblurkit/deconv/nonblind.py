@@ -68,19 +68,19 @@ METHODS = ("wiener", "hyper_laplacian", "tv", "pnp")
 #: ``mate_*`` crops, sigma 0.0025-0.04 (docs/deconv.md). For every method the optimum
 #: follows 1 / sigma, not 1 / sigma^2 (for the sparse priors the few-step HQS traps noise when
 #: lambda is large, so the rule keeps to the low side of the optimum, where the loss is gentle).
-WEIGHT_RULES = {"wiener": (0.1, 1.0), "hyper_laplacian": (5.0, 1.0), "tv": (3.0, 1.0)}
+WEIGHT_RULES = {"wiener": (0.1, 1.0), "hyper_laplacian": (6.0, 1.0), "tv": (3.0, 1.0)}
 #: sigma below this is treated as this (8-bit quantisation alone reads ~0.001).
 SIGMA_FLOOR = 0.002
 #: noise-equivalent error of a blind kernel estimate, added in quadrature to sigma: with the
-#: hyper-Laplacian rule it gives lambda ~ 120 at sigma 0.005-0.02 (5 / 0.041), the weight the
+#: hyper-Laplacian rule it gives lambda ~ 115 at sigma 0.005-0.02 (6 / 0.051), the weight the
 #: research note found best for estimated kernels (~100, against ~1000 for the true one).
-ESTIMATED_KERNEL_ERROR = 0.04
+ESTIMATED_KERNEL_ERROR = 0.05
 #: Krishnan & Fergus 2009 continuation: beta from 1 to 256, times 2 sqrt(2) per step.
 BETA_SCHEDULE = (1.0, 256.0, 2.0 * math.sqrt(2.0))
 #: extrapolation of the unknown-boundary refill (0 = plain majorise-minimise).
 MOMENTUM = 0.95
 #: x-steps (each after a refill) per w-step for the unknown boundary.
-REFILLS = 3
+REFILLS = 2
 
 Denoiser = Callable[[Tensor, "Tensor | float"], Tensor]
 
@@ -123,8 +123,8 @@ def _per_image(value: "Tensor | float | None", n: int, device, what: str) -> Ten
 
 def default_weight(method: str, noise_sigma: "Tensor | float", *, kernel_error: float = 0.0) -> Tensor:
     """The data weight ``lambda = c / s^p``, ``s = sqrt(max(sigma, SIGMA_FLOOR)^2 + kernel_error^2)``,
-    ``(c, p) = WEIGHT_RULES[method]`` (hyper-Laplacian ``5 / s``, TV ``3 / s``, Wiener ``0.1 / s``;
-    at sigma = 0.01 with the true kernel: 500, 300, 10).
+    ``(c, p) = WEIGHT_RULES[method]`` (hyper-Laplacian ``6 / s``, TV ``3 / s``, Wiener ``0.1 / s``;
+    at sigma = 0.01 with the true kernel: 600, 300, 10).
 
     Args:
         method: a key of :data:`WEIGHT_RULES` (``wiener``, ``hyper_laplacian``, ``tv``).
@@ -417,7 +417,7 @@ def hyper_laplacian(image: Tensor, kernel: Tensor, *, alpha: float = 0.8, bounda
         kernel_error: noise-equivalent kernel error for the weight rule (:func:`default_weight`).
         iterations: w-steps per beta (default 1, Krishnan & Fergus' choice).
         refills: for ``unknown``: x-steps, each after a refill of the unobserved data, per
-            w-step (default :data:`REFILLS` = 3; more converge further at 2 FFTs each, see
+            w-step (default :data:`REFILLS` = 2; more converge further at 2 FFTs each, see
             ``docs/deconv.md``).
         pad: extension per side in pixels (default the kernel size).
 
