@@ -18,15 +18,17 @@ about 8 dB between the naive and the exact model on photo crops):
 - ``unknown`` (default): the latent image lives on a grid larger than the observation by about
   twice the kernel size, and the data term acts only on the observed pixels -- the exact
   ``valid`` model of a photograph, whose blur mixed in scene content beyond the frame. Solved
-  by majorise-minimise: each half-quadratic step first refills the unobserved part of the data,
-  ``z = M y + (1 - M) (k * x)``, then solves the circular problem for ``z`` by FFT.
+  by majorise-minimise: before each x-step the unobserved part of the data is refilled,
+  ``z = M y + (1 - M) (k * x_e)`` with the heavy-ball extrapolation
+  ``x_e = x + MOMENTUM (x - x_prev)``, and the circular problem for ``z`` is solved by FFT
+  (``REFILLS`` x-steps per w-step; the refill, not the w-step, is what converges slowly).
 - ``smooth``: smooth periodic padding (Liu & Jia 2008 idea), circular deconvolution, crop.
 - ``reflect``: mirror padding, circular deconvolution, crop.
 - ``circular``: the image is assumed periodic (naive FFT deconvolution; rings at the border).
 
-Regularisation weight: ``lambda = c / max(sigma, sigma_floor)^p`` per image (sigma from
-:func:`deblurkit.deconv.noise.estimate_noise_level` unless given); ``c`` per method is in
-:data:`WEIGHT_RULES`, calibrated with the true kernel (see ``docs/deconv.md``). A blind kernel
+Regularisation weight: ``lambda = c / max(sigma, SIGMA_FLOOR)^p`` per image (sigma from
+:func:`deblurkit.deconv.noise.estimate_noise_level` unless given); ``(c, p)`` per method in
+:data:`WEIGHT_RULES` (all ``p = 1``), calibrated with the true kernel (``docs/deconv.md``). A blind kernel
 estimate is imperfect, and its error acts like extra noise: pass ``kernel_error`` (an
 equivalent noise level added in quadrature, e.g. :data:`ESTIMATED_KERNEL_ERROR`) or an explicit
 ``weight``.
@@ -467,8 +469,10 @@ def wiener(image: Tensor, kernel: Tensor, *, boundary: str = "unknown",
     form for the known boundaries; for ``unknown`` the masked quadratic problem is solved by
     ``iterations`` majorise-minimise refills (default 20). Wiener, "Extrapolation,
     interpolation and smoothing of stationary time series", 1949; Gonzalez & Woods Sec. 5.8.
-    ``noise_sigma = 0`` (with ``weight`` unset) gives the plain inverse filter regularised only
-    by the floor :data:`SIGMA_FLOOR`; pass ``weight`` for full control.
+    The default weight rule (``0.1 / sigma``) is calibrated for ``prior="gradient"``; with
+    ``"constant"`` pass ``weight`` (the research note's best constant NSR 0.02 is weight 50).
+    ``noise_sigma = 0`` (with ``weight`` unset) still regularises at the floor
+    :data:`SIGMA_FLOOR`; pass a large ``weight`` for the plain inverse filter.
 
     Other arguments, returns and errors as :func:`hyper_laplacian`.
     """
@@ -549,7 +553,7 @@ def pnp_hqs(image: Tensor, kernel: Tensor, denoiser: Denoiser | None = None, *,
 def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian", boundary: str = "unknown",
                noise_sigma: "Tensor | float | None" = None, weight: "Tensor | float | None" = None,
                alpha: float = 0.8, iterations: int | None = None, denoiser: Denoiser | None = None,
-               kernel_error: float = 0.0, pad: int | None = None) -> Tensor:
+               kernel_error: float = 0.0, refills: int | None = None, pad: int | None = None) -> Tensor:
     """Non-blind deconvolution: the one entry point.
 
     Args:
@@ -569,6 +573,8 @@ def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian"
         denoiser: for ``pnp``: ``denoiser(x, sigma) -> x``.
         kernel_error: noise-equivalent kernel error (:data:`ESTIMATED_KERNEL_ERROR` suits a
             blind estimate), folded into the weight rule.
+        refills: ``hyper_laplacian``/``tv`` with ``unknown``: x-steps (each after a refill) per
+            w-step (default :data:`REFILLS`).
         pad: boundary extension per side (default the kernel size).
 
     Returns:
@@ -583,9 +589,10 @@ def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian"
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     common = dict(boundary=boundary, noise_sigma=noise_sigma, kernel_error=kernel_error, pad=pad)
     if method == "hyper_laplacian":
-        return hyper_laplacian(image, kernel, alpha=alpha, weight=weight, iterations=iterations, **common)
+        return hyper_laplacian(image, kernel, alpha=alpha, weight=weight, iterations=iterations, refills=refills,
+                               **common)
     if method == "tv":
-        return tv_deconvolution(image, kernel, weight=weight, iterations=iterations, **common)
+        return tv_deconvolution(image, kernel, weight=weight, iterations=iterations, refills=refills, **common)
     if method == "wiener":
         return wiener(image, kernel, weight=weight, iterations=iterations, **common)
     extra = {} if weight is None else {"weight": float(weight)}
