@@ -181,6 +181,14 @@ def test_levin_protocol_columns_ceiling_and_groups(fake_pipeline):
     assert res.mean["error_ratio"] == pytest.approx(4.0, rel=1e-5)  # text columns skipped, missing values too
 
 
+def test_groups_in_natural_order():
+    groups = ["disk r5-6", "levin09_10", "disk r3-4", "levin09_2"]
+    rows = [{"name": str(i), "psnr": float(i), "group": g} for i, g in enumerate(groups)]
+    gm = EvalResult("standard", rows).group_means()
+    assert list(gm) == ["disk r3-4", "disk r5-6", "levin09_2", "levin09_10"]
+    assert gm["levin09_10"] == {"n": 1, "psnr": 1.0}
+
+
 def test_levin_protocol_is_registered_and_standard_tables_unchanged():
     assert get_protocol("levin").extra is not None
     rows = [{"name": "a.png", "psnr": 30.0, "ssim": 0.9, "psnr_input": 25.0, "ssim_input": 0.8}]

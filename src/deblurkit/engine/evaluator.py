@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -236,12 +237,17 @@ class EvalResult:
         return _means(self.rows)
 
     def group_means(self) -> dict[str, dict]:
-        """Means per ``group`` value (insertion order), each with ``n`` (rows); {} without groups."""
+        """Means per ``group`` value, each with ``n`` (rows), groups in natural order
+        (``levin09_2`` before ``levin09_10``, ``disk r3-4`` before ``disk r4-5``); {} without groups."""
         groups: dict[str, list[dict]] = {}
         for r in self.rows:
             if "group" in r:
                 groups.setdefault(str(r["group"]), []).append(r)
-        return {g: {"n": len(rs), **_means(rs)} for g, rs in groups.items()}
+
+        def natural(g: str) -> list:
+            return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", g) if t]
+
+        return {g: {"n": len(groups[g]), **_means(groups[g])} for g in sorted(groups, key=natural)}
 
     def to_csv(self) -> str:
         buf = io.StringIO()
