@@ -37,8 +37,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO = DATA / "photos" / "wallpaper" / "mate_TwoWings.jpg"
 
 
-def _photo_grey(size: int, top: int, left: int) -> torch.Tensor:
-    x = read_image(str(PHOTO))
+def _photo_grey(size: int, top: int, left: int, path: Path = PHOTO) -> torch.Tensor:
+    x = read_image(str(path))
     x = torch.as_tensor(np.asarray(x))
     if x.shape[-1] == 3:
         x = x.permute(2, 0, 1)
@@ -294,10 +294,19 @@ def test_bug4_pyramid_upsamples_kernels_by_the_image_scale():
 # ----------------------------------------------------------------------------------------------
 # end to end on a real photo
 # ----------------------------------------------------------------------------------------------
-def _blurry_photo(kernel: torch.Tensor, size: int, seed: int = 0):
+# A textured real photo (the castle of palapeli), not one of the smooth mate_* wallpapers: those
+# are the held-out evaluation photos, and on a 256 px crop of them no estimator here gets the
+# kernel's shape (NCC ~0.4-0.7, blob level), so they cannot make a sharp test. NCC scale for
+# levin09_1: the best Gaussian or disc blob scores 0.51, a delta 0.38, the true kernel smeared
+# by a 1 px Gaussian 0.72; measured here: l0 0.96, dark_channel 0.94 (0.89 / 0.82 with a 31 px
+# support).
+CASTLE = DATA / "photos" / "wallpaper" / "palapeli_castle-maintenon.jpg"
+
+
+def _blurry_castle(kernel: torch.Tensor, size: int = 256, seed: int = 0):
     kh = kernel.shape[0]
     r = kh // 2
-    big = _photo_grey(size + 2 * r, 380, 820)
+    big = _photo_grey(size + 2 * r, 300, 450, path=CASTLE)
     sharp = big[r:r + size, r:r + size]
     b = blur(big[None, None], kernel, "valid")[0, 0]
     g = torch.Generator().manual_seed(seed)
@@ -307,26 +316,45 @@ def _blurry_photo(kernel: torch.Tensor, size: int, seed: int = 0):
 
 @pytest.mark.parametrize("method", ["l0", "dark_channel"])
 def test_recovers_a_levin_kernel_on_a_real_photo(levin, method):
-    k = levin["levin09_3"]
-    sharp, b = _blurry_photo(k, 176)
-    est = estimate_kernel(b[None], 17, method=method, saturation=None, dark_schedule="joint")
+    k = levin["levin09_1"]
+    _, b = _blurry_castle(k)
+    est = estimate_kernel(b[None], 19, method=method, saturation=None)
     assert isinstance(est, KernelEstimate) and est.method == method
     ncc = _ncc_upto_shift(est.kernel, k)
-    assert ncc > 0.8, ncc
+    assert ncc > 0.85, ncc
     kk = est.kernel
-    assert kk.shape == (17, 17) and kk.dtype == torch.float32
+    assert kk.shape == (19, 19) and kk.dtype == torch.float32
     assert float(kk.min()) >= 0 and float(kk.sum()) == pytest.approx(1.0, abs=1e-5)
     cy, cx = _centroid(kk)
-    assert abs(cy - 8) <= 0.5 and abs(cx - 8) <= 0.5
-    assert est.latent.shape == b.shape and est.scale_kernels[-1].shape == (17, 17)
+    assert abs(cy - 9) <= 0.5 and abs(cx - 9) <= 0.5
+    assert est.latent.shape == b.shape and est.scale_kernels[-1].shape == (19, 19)
     assert 0 < est.residual < 1
+
+
+def test_deconvolution_with_the_estimate_is_close_to_the_true_kernel_result(levin):
+    from deblurkit.deconv.nonblind import deconvolve
+    from deblurkit.metrics.levin import comp_upto_shift
+
+    k = levin["levin09_1"]
+    sharp, b = _blurry_castle(k, seed=1)
+    est = estimate_kernel(b[None], 19, method="l0", saturation=None)
+
+    def psnr(x):
+        return float(comp_upto_shift(x.clamp(0, 1), sharp[None, None], max_shift=8, border=16, step=1).psnr[0])
+
+    p_blur = psnr(b[None, None])
+    p_true = psnr(deconvolve(b[None, None], k, noise_sigma=0.005))
+    p_est = psnr(deconvolve(b[None, None], est.kernel, noise_sigma=0.005))
+    assert p_true - p_blur > 5
+    assert p_est > p_true - 1.5, (p_blur, p_true, p_est)
 
 
 def test_over_estimated_kernel_size_still_works(levin):
     k = levin["levin09_5"]  # 13 x 13, estimated with a 31 x 31 support
-    _, b = _blurry_photo(k, 176, seed=1)
-    est = estimate_kernel(b, 31, method="l0", saturation=None)
-    assert _ncc_upto_shift(est.kernel, k) > 0.75
+    _, b = _blurry_castle(k, seed=2)
+    est = estimate_kernel(b[None], 31, method="l0", saturation=None)
+    assert est.kernel.shape == (31, 31)
+    assert _ncc_upto_shift(est.kernel, k) > 0.85
 
 
 def test_rejects_bad_input():
