@@ -13,8 +13,9 @@ for each level, coarsest first (:mod:`.pyramid`):
         or by L0 gradient only when ``lam_dark == 0`` (:func:`.latent.l0_restore`);
      b. latent gradients thresholded (:func:`.kernel_solve.threshold_gradients`; threshold
         from the coarsest blurry image, divided by 1.1 per iteration, restarting each level);
-     c. kernel by masked gradient-domain least squares (:func:`.kernel_solve.solve_kernel`),
-        cleaned (:func:`.kernel_solve.clean_kernel`);
+     c. kernel by gradient-domain least squares with an L1 prior on the padded grid
+        (:func:`.kernel_solve.solve_kernel`; masked to the exact ``valid`` model when clipped
+        pixels must be left out), cleaned (:func:`.kernel_solve.clean_kernel`);
      d. ``lam_dark``, ``lam_grad`` divided by 1.1 (floor 1e-4), carried across levels;
   3. kernel re-centred on its centroid, then resized by sqrt(2) to the next level;
 at the end, entries below max / ``k_thresh`` (official 20) are zeroed and the kernel is
@@ -45,13 +46,14 @@ __all__ = ["CoarseToFineOptions", "coarse_to_fine"]
 
 @dataclass
 class CoarseToFineOptions:
-    """Parameters of :func:`coarse_to_fine` (defaults: Pan et al. 2016, official demo values).
+    """Parameters of :func:`coarse_to_fine` (defaults: Pan et al. 2016's official demo values
+    except ``gamma``, ``kernel_l1`` and ``dark_schedule``, see :func:`.api.estimate_kernel`).
 
     Attributes:
         lam_dark: L0 dark-channel weight (4e-3; 0 gives the L0-gradient-only estimator).
         lam_grad: L0 gradient weight (4e-3).
         iterations: latent/kernel alternations per level (5).
-        gamma: Tikhonov weight of the kernel solve (2).
+        gamma: Tikhonov weight of the kernel solve (20; official 2).
         cg_iterations: conjugate-gradient iterations of the kernel solve (20).
         k_thresh: final threshold ``max / k_thresh`` (20).
         kappa: HQS continuation factor (2).
@@ -64,10 +66,10 @@ class CoarseToFineOptions:
             where latent and blurry pad are consistent (no wrap-around cross; measured as good
             and ~10x cheaper: the normal matrix is then Toeplitz). Clipped pixels always switch
             the mask on (they must be left out).
-        dark_schedule: ``"nested"`` (official) or ``"joint"`` continuation of the dark-channel
-            latent step (:func:`.latent.l0_dark_restore`).
-        kernel_l1, kernel_reweight: optional L1 kernel prior of the kernel step (weight, number
-            of reweighted solves; :func:`.kernel_solve.solve_kernel`); 0 = official.
+        dark_schedule: ``"joint"`` (default) or ``"nested"`` (official) continuation of the
+            dark-channel latent step (:func:`.latent.l0_dark_restore`).
+        kernel_l1, kernel_reweight: L1 kernel prior of the kernel step (weight 1, 2 reweighted
+            solves; :func:`.kernel_solve.solve_kernel`); ``kernel_l1=0`` = official.
         threshold_factor: multiplies the initial gradient threshold (1 = official).
     """
 

@@ -7,11 +7,15 @@
   direction survive; it is then divided by 1.1 after every kernel update of a level.
 - :func:`solve_kernel`: ``min_k sum_d ||M . (grad_d S * k - grad_d B)||^2 + gamma ||k||^2``
   by 20 conjugate-gradient iterations (official ``estimate_psf.m``, gamma = 2, uniform start,
-  tolerance 1e-5) with FFT convolutions on the padded grid. ``M`` masks the data term: the
-  official code solves it circularly on the valid gradients, so wrap-around pairs of the
-  image's opposite borders enter the fit and leave a cross in the kernel (research note,
-  bug 3). Here ``M`` keeps only observed pixels whose kernel footprint lies inside the image
-  (the exact ``valid`` blur model), and optionally drops (near) clipped pixels.
+  tolerance 1e-5). The official code solves it circularly on the observed gradients, so
+  wrap-around pairs of the image's opposite borders enter the fit and leave a cross in the
+  kernel (research note, bug 3). Here it runs on the smoothly wrap-padded grid on which the
+  latent image was estimated (latent and blurry pad consistent: no cross; the normal matrix
+  is Toeplitz and is applied as a small direct convolution), or, with a mask ``M``, on the
+  exact ``valid`` blur model: only observed pixels whose kernel footprint lies inside the
+  image, optionally without (near) clipped pixels (FFT convolutions, 6 per CG step).
+  An optional L1 prior (iteratively reweighted) keeps the kernel compact where the image
+  leaves it unconstrained (edges of few orientations).
 - :func:`clean_kernel`: official post-processing: entries below 5 % of the maximum -> 0,
   normalise, 8-connected components with less than 10 % of the mass removed, non-negative,
   normalise. :func:`center_kernel_by_centroid` (``adjust_psf_center.m``) shifts the kernel by
