@@ -296,3 +296,10 @@ def test_large_photo_is_estimated_in_a_bounded_window(case, monkeypatch):
     t, l, rh, rw = res.region
     assert max(rh, rw) <= 400
     assert t < top + blurry.shape[-2] and t + rh > top and l < left + blurry.shape[-1] and l + rw > left
+
+
+def test_estimator_choices_are_the_estimators_methods():
+    from deblurkit.deconv.blind.api import METHODS
+    from deblurkit.inference.classical import ESTIMATORS
+
+    assert set(ESTIMATORS) == set(METHODS)  # --estimator offers exactly what estimate_kernel runs

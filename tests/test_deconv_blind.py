@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deblurkit.deconv.blind import KernelEstimate, estimate_kernel
+from deblurkit.deconv.blind.api import clipped_light_sources
 from deblurkit.deconv.blind.boundary import fill_harmonic, wrap_boundary
 from deblurkit.deconv.blind.coarse_to_fine import CoarseToFineOptions, coarse_to_fine
 from deblurkit.deconv.blind.kernel_solve import (
@@ -37,8 +38,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO = DATA / "photos" / "wallpaper" / "mate_TwoWings.jpg"
 
 
-def _photo_grey(size: int, top: int, left: int) -> torch.Tensor:
-    x = read_image(str(PHOTO))
+def _photo_grey(size: int, top: int, left: int, path: Path = PHOTO) -> torch.Tensor:
+    x = read_image(str(path))
     x = torch.as_tensor(np.asarray(x))
     if x.shape[-1] == 3:
         x = x.permute(2, 0, 1)
@@ -294,10 +295,19 @@ def test_bug4_pyramid_upsamples_kernels_by_the_image_scale():
 # ----------------------------------------------------------------------------------------------
 # end to end on a real photo
 # ----------------------------------------------------------------------------------------------
-def _blurry_photo(kernel: torch.Tensor, size: int, seed: int = 0):
+# A textured real photo (the castle of palapeli), not one of the smooth mate_* wallpapers: those
+# are the held-out evaluation photos, and on a 256 px crop of them no estimator here gets the
+# kernel's shape (NCC ~0.4-0.7, blob level), so they cannot make a sharp test. NCC scale for
+# levin09_1: the best Gaussian or disc blob scores 0.51, a delta 0.38, the true kernel smeared
+# by a 1 px Gaussian 0.72; measured here: l0 0.96, dark_channel 0.94 (0.89 / 0.82 with a 31 px
+# support).
+CASTLE = DATA / "photos" / "wallpaper" / "palapeli_castle-maintenon.jpg"
+
+
+def _blurry_castle(kernel: torch.Tensor, size: int = 256, seed: int = 0):
     kh = kernel.shape[0]
     r = kh // 2
-    big = _photo_grey(size + 2 * r, 380, 820)
+    big = _photo_grey(size + 2 * r, 300, 450, path=CASTLE)
     sharp = big[r:r + size, r:r + size]
     b = blur(big[None, None], kernel, "valid")[0, 0]
     g = torch.Generator().manual_seed(seed)
@@ -307,26 +317,75 @@ def _blurry_photo(kernel: torch.Tensor, size: int, seed: int = 0):
 
 @pytest.mark.parametrize("method", ["l0", "dark_channel"])
 def test_recovers_a_levin_kernel_on_a_real_photo(levin, method):
-    k = levin["levin09_3"]
-    sharp, b = _blurry_photo(k, 176)
-    est = estimate_kernel(b[None], 17, method=method, saturation=None, dark_schedule="joint")
+    k = levin["levin09_1"]
+    _, b = _blurry_castle(k)
+    est = estimate_kernel(b[None], 19, method=method, saturation=None)
     assert isinstance(est, KernelEstimate) and est.method == method
     ncc = _ncc_upto_shift(est.kernel, k)
-    assert ncc > 0.8, ncc
+    assert ncc > 0.85, ncc
     kk = est.kernel
-    assert kk.shape == (17, 17) and kk.dtype == torch.float32
+    assert kk.shape == (19, 19) and kk.dtype == torch.float32
     assert float(kk.min()) >= 0 and float(kk.sum()) == pytest.approx(1.0, abs=1e-5)
     cy, cx = _centroid(kk)
-    assert abs(cy - 8) <= 0.5 and abs(cx - 8) <= 0.5
-    assert est.latent.shape == b.shape and est.scale_kernels[-1].shape == (17, 17)
+    assert abs(cy - 9) <= 0.5 and abs(cx - 9) <= 0.5
+    assert est.latent.shape == b.shape and est.scale_kernels[-1].shape == (19, 19)
     assert 0 < est.residual < 1
+
+
+def test_deconvolution_with_the_estimate_is_close_to_the_true_kernel_result(levin):
+    from deblurkit.deconv.nonblind import deconvolve
+    from deblurkit.metrics.levin import comp_upto_shift
+
+    k = levin["levin09_1"]
+    sharp, b = _blurry_castle(k, seed=1)
+    est = estimate_kernel(b[None], 19, method="l0", saturation=None)
+
+    def psnr(x):
+        return float(comp_upto_shift(x.clamp(0, 1), sharp[None, None], max_shift=8, border=16, step=1).psnr[0])
+
+    p_blur = psnr(b[None, None])
+    p_true = psnr(deconvolve(b[None, None], k, noise_sigma=0.005))
+    p_est = psnr(deconvolve(b[None, None], est.kernel, noise_sigma=0.005))
+    assert p_true - p_blur > 5
+    assert p_est > p_true - 1.5, (p_blur, p_true, p_est)
 
 
 def test_over_estimated_kernel_size_still_works(levin):
     k = levin["levin09_5"]  # 13 x 13, estimated with a 31 x 31 support
-    _, b = _blurry_photo(k, 176, seed=1)
-    est = estimate_kernel(b, 31, method="l0", saturation=None)
-    assert _ncc_upto_shift(est.kernel, k) > 0.75
+    _, b = _blurry_castle(k, seed=2)
+    est = estimate_kernel(b[None], 31, method="l0", saturation=None)
+    assert est.kernel.shape == (31, 31)
+    assert _ncc_upto_shift(est.kernel, k) > 0.85
+
+
+def test_clipped_light_sources_masks_small_blobs_not_large_white_areas():
+    x = torch.full((1, 3, 120, 160), 0.4)
+    x[..., 20:24, 30:33] = 1.0  # a light source
+    x[..., :, 100:] = 1.0  # a large blown-out area
+    m = clipped_light_sources(x, 0.97, 9)
+    assert m[22, 31] and m[22, 35] and not m[22, 40]  # dilated by 9 // 2 = 4 px
+    assert not m[60, 130] and not m[:, 100:].any()
+    assert not clipped_light_sources(torch.full((1, 3, 50, 50), 0.5), 0.97, 9).any()
+
+
+def test_saturated_light_sources_are_left_out_of_the_kernel_fit(levin):
+    """Clipped light streaks break y = k * x: fitted anyway they ruin the estimate (NCC 0.54
+    measured without the mask); left out, the kernel is found."""
+    k = levin["levin09_1"]
+    r = k.shape[0] // 2
+    size = 256
+    big = _photo_grey(size + 2 * r, 300, 450, path=CASTLE)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):  # light sources far above the clip level
+        y, x = torch.randint(20, 250, (2,), generator=g).tolist()
+        big[y:y + 3, x:x + 3] = 30.0
+    b = torch.round(blur(big[None, None], k, "valid")[0, 0].clamp(0, 1) * 255) / 255
+    rgb = b[None].expand(3, -1, -1)
+    masked = estimate_kernel(rgb, 19, method="l0")
+    plain = estimate_kernel(rgb, 19, method="l0", saturation=None)
+    assert masked.saturated_fraction > 0.02 and plain.saturated_fraction == 0
+    ncc_m, ncc_p = _ncc_upto_shift(masked.kernel, k), _ncc_upto_shift(plain.kernel, k)
+    assert ncc_m > 0.85 and ncc_m > ncc_p + 0.1, (ncc_m, ncc_p)
 
 
 def test_rejects_bad_input():

@@ -169,3 +169,31 @@ def test_pnp_accepts_any_denoiser_and_identity_denoiser_is_a_regularised_inverse
     assert len(calls) == 5 and calls[0].shape == (1,)
     assert float(calls[0][0]) > float(calls[-1][0])  # decreasing schedule
     assert _psnr(out, x) > _psnr(y, x)
+
+
+def test_smooth_padding_keeps_the_image_and_closes_the_wrap_smoothly():
+    from deblurkit.deconv.padding import make_domain, smooth_pad
+
+    y = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(11))
+    p = smooth_pad(y, (64, 72))
+    assert p.shape == (2, 3, 64, 72) and torch.equal(p[..., :40, :50], y)
+    # periodic without a jump: wrap-around differences in the pad are far below the image's
+    step = (p[..., :, 1:] - p[..., :, :-1]).abs()
+    assert float(step[..., 45:60, 52:70].mean()) < 0.25 * float(step[..., :40, :49].mean())
+    dom = make_domain(y, (9, 9), "unknown")
+    assert dom.mask.sum() == 40 * 50 and dom.grid.shape[-2] >= 40 + 18
+    with pytest.raises(ValueError, match="half the kernel"):
+        make_domain(y, (9, 9), "unknown", pad=3)
+
+
+def test_tv_denoise_removes_noise_and_sigma_zero_is_identity():
+    from deblurkit.deconv.denoisers import tv_denoise
+
+    x = _pieces(2, 1, 64, seed=13)
+    g = torch.Generator().manual_seed(0)
+    noisy = x + 0.05 * torch.randn(x.shape, generator=g)
+    out = tv_denoise(noisy, torch.tensor([0.05, 0.05]))
+    assert _psnr(out, x) > _psnr(noisy, x) + 6
+    assert torch.equal(tv_denoise(noisy, 0.0), noisy)
+    with pytest.raises(ValueError, match="sigma"):
+        tv_denoise(noisy, -1.0)

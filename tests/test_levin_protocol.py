@@ -136,13 +136,17 @@ def test_shape_mismatch_is_a_value_error():
 @pytest.fixture
 def fake_pipeline(monkeypatch):
     """``deblurkit.deconv.pipeline.blind_deblur`` replaced by a stub that records its calls and
-    returns ``sharp + 0.01`` (the true-kernel result), so the protocol is tested on its own."""
+    returns ``sharp + 0.01`` (the true-kernel result) or, with the blind-kernel data weight,
+    ``sharp + 0.015``, so the protocol is tested on its own."""
+    from deblurkit.deconv.nonblind import ESTIMATED_KERNEL_ERROR
+
     calls = []
     mod = types.ModuleType("deblurkit.deconv.pipeline")
 
-    def blind_deblur(image, *, kernel=None, **_):
+    def blind_deblur(image, *, kernel=None, deconv_options=None, **_):
         calls.append(kernel)
-        return types.SimpleNamespace(image=(mod.sharp + 0.01).to(image.device))
+        weak = (deconv_options or {}).get("kernel_error") == ESTIMATED_KERNEL_ERROR
+        return types.SimpleNamespace(image=(mod.sharp + (0.015 if weak else 0.01)).to(image.device))
 
     mod.blind_deblur = blind_deblur
     monkeypatch.setitem(sys.modules, "deblurkit.deconv.pipeline", mod)
@@ -160,7 +164,7 @@ def test_levin_protocol_columns_ceiling_and_groups(fake_pipeline):
              ("s/000001.png", blurry[0], sharp[0], {"group": "levin09_2"}),  # no kernel: no ceiling
              ("s/000002.png", blurry[0], sharp[0])]
     res = evaluate(lambda x: shifted, pairs, "levin", progress=False)
-    assert len(calls) == 1 and torch.equal(calls[0], k)
+    assert len(calls) == 2 and torch.equal(calls[0], k) and torch.equal(calls[1], k)
     r0, r1, r2 = res.rows
     # up to shift: offset 0.02 everywhere -> PSNR = 20 log10(1/0.02); raw (no shift) much lower
     assert r0["psnr"] == pytest.approx(20 * math.log10(1 / 0.02), abs=1e-4)  # float32 inputs
@@ -169,16 +173,26 @@ def test_levin_protocol_columns_ceiling_and_groups(fake_pipeline):
     assert r0["psnr_raw"] < r0["psnr"] - 3
     # the input is scored the same way, with its own shift
     assert r0["shift_input"] == "+1.00 +2.00" and r0["psnr_input"] > r0["psnr_raw_input"]
-    # true-kernel ceiling = sharp + 0.01, error ratio = (0.02 / 0.01)^2 = 4
+    # true-kernel ceiling = sharp + 0.01; same weight as the blind path: sharp + 0.015, so the
+    # error ratio = (0.02 / 0.015)^2 = 16 / 9
     assert r0["psnr_true_kernel"] == pytest.approx(40.0, abs=1e-4)
-    assert r0["error_ratio"] == pytest.approx(4.0, rel=1e-5)
+    assert r0["psnr_true_kernel_blind_weight"] == pytest.approx(20 * math.log10(1 / 0.015), abs=1e-4)
+    assert r0["error_ratio"] == pytest.approx(16 / 9, rel=1e-5)
     assert "error_ratio" not in r1 and "group" not in r2 and r1["group"] == "levin09_2"
     md = res.to_markdown("t")
     assert "## Per group (mean)" in md and "| levin09_1 | 1 |" in md and "| levin09_2 | 1 |" in md
-    assert "median 4.00" in md and "0/1 pairs" in md  # 4 > 3: not a success in Levin's sense
+    assert "median 1.78" in md and "1/1 pairs" in md  # <= 3: a success in Levin's sense
     csv_head = res.to_csv().splitlines()[0].split(",")
     assert {"psnr_raw", "ssim_raw", "error_ratio", "psnr_true_kernel", "group", "shift"} <= set(csv_head)
-    assert res.mean["error_ratio"] == pytest.approx(4.0, rel=1e-5)  # text columns skipped, missing values too
+    assert res.mean["error_ratio"] == pytest.approx(16 / 9, rel=1e-5)  # text columns skipped, missing values too
+
+
+def test_groups_in_natural_order():
+    groups = ["disk r5-6", "levin09_10", "disk r3-4", "levin09_2"]
+    rows = [{"name": str(i), "psnr": float(i), "group": g} for i, g in enumerate(groups)]
+    gm = EvalResult("standard", rows).group_means()
+    assert list(gm) == ["disk r3-4", "disk r5-6", "levin09_2", "levin09_10"]
+    assert gm["levin09_10"] == {"n": 1, "psnr": 1.0}
 
 
 def test_levin_protocol_is_registered_and_standard_tables_unchanged():
@@ -199,14 +213,17 @@ def test_levin_protocol_with_the_real_pipeline_gives_ratio_one_for_the_true_kern
     blurry, sharp = blur_valid_pair(region, k)
     blurry = (blurry + 0.005 * torch.randn(blurry.shape, generator=g)).clamp(0, 1)
 
-    def restore(x):
-        return pipeline.blind_deblur(x, kernel=k).image
+    from deblurkit.deconv.nonblind import ESTIMATED_KERNEL_ERROR
+
+    def restore(x):  # "blind" result = the true kernel with the blind-kernel weight
+        return pipeline.blind_deblur(x, kernel=k, deconv_options={"kernel_error": ESTIMATED_KERNEL_ERROR}).image
 
     res = evaluate(restore, [("p.png", blurry, sharp, {"kernel": k})], "levin", progress=False)
     row = res.rows[0]
     assert row["error_ratio"] == pytest.approx(1.0, rel=1e-6)
-    assert row["psnr_true_kernel"] == pytest.approx(row["psnr"], abs=1e-6)
+    assert row["psnr_true_kernel_blind_weight"] == pytest.approx(row["psnr"], abs=1e-6)
     assert row["psnr"] > row["psnr_input"]  # the true kernel deblurs
+    assert row["psnr_true_kernel"] > row["psnr"]  # its own (stronger) data weight does better
 
 
 def test_cli_evaluate_levin_passes_kernels_and_kernel_labels(shared_data, tmp_path, fake_pipeline, monkeypatch):
@@ -243,9 +260,9 @@ def test_cli_evaluate_levin_passes_kernels_and_kernel_labels(shared_data, tmp_pa
     res = CliRunner().invoke(app, ["evaluate", "--data", str(root), "--protocol", "levin", "--device", "cpu",
                                    "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert len(calls) == 8
+    assert len(calls) == 16  # two true-kernel deconvolutions per pair
     kernels = [np.load(root / "test" / "coins" / "kernel" / f"{i:06d}.npy") for i in range(8)]
-    assert all(np.array_equal(c.numpy(), k) for c, k in zip(calls, kernels))
+    assert all(np.array_equal(c.numpy(), k) for c, k in zip(calls, [k for k in kernels for _ in (0, 1)]))
     md = (tmp_path / "out" / "results.md").read_text()
     for i in range(1, 9):
         assert f"| levin09_{i} | 1 |" in md

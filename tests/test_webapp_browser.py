@@ -6,9 +6,11 @@ machine that cannot have a browser. ``DEBLURKIT_CHROMIUM`` overrides the browser
 ``DEBLURKIT_SCREENSHOT=PATH`` also writes the page's screenshot there (docs/images/webapp.png,
 posterised to 5 bits per channel to stay small).
 
-The default run is the classical pipeline; its blind estimator is replaced by a fixed horizontal
-motion kernel (the page is tested here, the estimator in tests/test_deconv_blind.py), except with
-``DEBLURKIT_SCREENSHOT``, where the real estimator runs (slower) for the README picture.
+The default run is the classical pipeline. The page is tested here, the estimator in
+tests/test_deconv_blind.py: the deblurring test uploads a real photo crop blurred with a real
+Levin et al. 2009 kernel and the estimator is replaced by one returning that kernel; with
+``DEBLURKIT_SCREENSHOT`` the real estimator runs on the real blurry photo instead (slower), for
+the README picture.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import deblurkit.deconv.blind as blind_mod
@@ -65,10 +66,27 @@ def browser():
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def _line_kernel(grey, kernel_size, **options):
-    k = torch.zeros(5, 5)
-    k[2, :] = 0.2
-    return k
+def _levin_kernel(*args, **options):
+    from conftest import DATA
+    from deblurkit.synth import levin_kernels
+
+    return levin_kernels(DATA / "kernels" / "levin09_kernels.npz")["levin09_3"]
+
+
+@pytest.fixture(scope="module")
+def photo_file(tmp_path_factory, shared_data):
+    """The photo the deblurring test uploads: the real blurry PHOTO with DEBLURKIT_SCREENSHOT, else
+    a 600x482 crop of a real photo blurred with levin09_3 (what the stub estimator returns)."""
+    if os.environ.get("DEBLURKIT_SCREENSHOT"):
+        return PHOTO
+    from deblurkit.io import read_image, save_image
+    from deblurkit.synth import blur_valid_pair
+
+    sharp = read_image(shared_data / "photos" / "wallpaper" / "mate_Wood.jpg")[None, :, 300:796, 500:1114]
+    blurry, _ = blur_valid_pair(sharp, _levin_kernel())
+    path = tmp_path_factory.mktemp("photo") / "wood_motion.jpg"
+    save_image(path, blurry[0], quality=95)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +95,7 @@ def server(tmp_path_factory):
     cfg = AppConfig(max_upload_mb=1.0, examples_dir=EXAMPLES, device="cpu", workdir=work)
     with pytest.MonkeyPatch.context() as mp:
         if not os.environ.get("DEBLURKIT_SCREENSHOT"):
-            mp.setattr(blind_mod, "estimate_kernel", _line_kernel)
+            mp.setattr(blind_mod, "estimate_kernel", _levin_kernel)
         with LiveServer(cfg) as s:
             yield s
 
@@ -101,11 +119,11 @@ def fetch_png(server, src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
 
 
-def test_real_blurry_photo_is_deblurred_compared_and_downloadable(page, server, tmp_path):
+def test_blurry_photo_is_deblurred_compared_and_downloadable(page, server, tmp_path, photo_file):
     assert page.input_value("#model") == ""  # the default is preselected: the classical pipeline
     assert "classical" in page.locator("#model option:checked").inner_text()
     assert "mimo_unet_small" in page.locator("#model").inner_text()  # the embedded network is offered
-    page.set_input_files("#file", str(PHOTO))
+    page.set_input_files("#file", str(photo_file))
     page.click("#run")
     page.wait_for_selector("#result[data-job]", timeout=RUN_TIMEOUT_MS)
     assert page.locator("#error").is_hidden()
@@ -128,7 +146,7 @@ def test_real_blurry_photo_is_deblurred_compared_and_downloadable(page, server, 
         page.click("#download")
     saved = tmp_path / dl.value.suggested_filename
     dl.value.save_as(saved)
-    assert saved.name == "licenseplate_motion_deblurred.png"
+    assert saved.name == f"{photo_file.stem}_deblurred.png"
     assert np.array_equal(np.asarray(Image.open(saved).convert("RGB"), dtype=np.float32), after)
 
     shot = tmp_path / "webapp.png"

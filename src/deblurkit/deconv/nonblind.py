@@ -18,15 +18,17 @@ about 8 dB between the naive and the exact model on photo crops):
 - ``unknown`` (default): the latent image lives on a grid larger than the observation by about
   twice the kernel size, and the data term acts only on the observed pixels -- the exact
   ``valid`` model of a photograph, whose blur mixed in scene content beyond the frame. Solved
-  by majorise-minimise: each half-quadratic step first refills the unobserved part of the data,
-  ``z = M y + (1 - M) (k * x)``, then solves the circular problem for ``z`` by FFT.
+  by majorise-minimise: before each x-step the unobserved part of the data is refilled,
+  ``z = M y + (1 - M) (k * x_e)`` with the heavy-ball extrapolation
+  ``x_e = x + MOMENTUM (x - x_prev)``, and the circular problem for ``z`` is solved by FFT
+  (``REFILLS`` x-steps per w-step; the refill, not the w-step, is what converges slowly).
 - ``smooth``: smooth periodic padding (Liu & Jia 2008 idea), circular deconvolution, crop.
 - ``reflect``: mirror padding, circular deconvolution, crop.
 - ``circular``: the image is assumed periodic (naive FFT deconvolution; rings at the border).
 
-Regularisation weight: ``lambda = c / max(sigma, sigma_floor)^p`` per image (sigma from
-:func:`deblurkit.deconv.noise.estimate_noise_level` unless given); ``c`` per method is in
-:data:`WEIGHT_RULES`, calibrated with the true kernel (see ``docs/deconv.md``). A blind kernel
+Regularisation weight: ``lambda = c / max(sigma, SIGMA_FLOOR)^p`` per image (sigma from
+:func:`deblurkit.deconv.noise.estimate_noise_level` unless given); ``(c, p)`` per method in
+:data:`WEIGHT_RULES` (all ``p = 1``), calibrated with the true kernel (``docs/deconv.md``). A blind kernel
 estimate is imperfect, and its error acts like extra noise: pass ``kernel_error`` (an
 equivalent noise level added in quadrature, e.g. :data:`ESTIMATED_KERNEL_ERROR`) or an explicit
 ``weight``.
@@ -68,19 +70,19 @@ METHODS = ("wiener", "hyper_laplacian", "tv", "pnp")
 #: ``mate_*`` crops, sigma 0.0025-0.04 (docs/deconv.md). For every method the optimum
 #: follows 1 / sigma, not 1 / sigma^2 (for the sparse priors the few-step HQS traps noise when
 #: lambda is large, so the rule keeps to the low side of the optimum, where the loss is gentle).
-WEIGHT_RULES = {"wiener": (0.1, 1.0), "hyper_laplacian": (5.0, 1.0), "tv": (3.0, 1.0)}
+WEIGHT_RULES = {"wiener": (0.1, 1.0), "hyper_laplacian": (6.0, 1.0), "tv": (3.0, 1.0)}
 #: sigma below this is treated as this (8-bit quantisation alone reads ~0.001).
 SIGMA_FLOOR = 0.002
 #: noise-equivalent error of a blind kernel estimate, added in quadrature to sigma: with the
-#: hyper-Laplacian rule it gives lambda ~ 120 at sigma 0.005-0.02 (5 / 0.041), the weight the
+#: hyper-Laplacian rule it gives lambda ~ 115 at sigma 0.005-0.02 (6 / 0.051), the weight the
 #: research note found best for estimated kernels (~100, against ~1000 for the true one).
-ESTIMATED_KERNEL_ERROR = 0.04
+ESTIMATED_KERNEL_ERROR = 0.05
 #: Krishnan & Fergus 2009 continuation: beta from 1 to 256, times 2 sqrt(2) per step.
 BETA_SCHEDULE = (1.0, 256.0, 2.0 * math.sqrt(2.0))
 #: extrapolation of the unknown-boundary refill (0 = plain majorise-minimise).
 MOMENTUM = 0.95
 #: x-steps (each after a refill) per w-step for the unknown boundary.
-REFILLS = 3
+REFILLS = 2
 
 Denoiser = Callable[[Tensor, "Tensor | float"], Tensor]
 
@@ -123,8 +125,8 @@ def _per_image(value: "Tensor | float | None", n: int, device, what: str) -> Ten
 
 def default_weight(method: str, noise_sigma: "Tensor | float", *, kernel_error: float = 0.0) -> Tensor:
     """The data weight ``lambda = c / s^p``, ``s = sqrt(max(sigma, SIGMA_FLOOR)^2 + kernel_error^2)``,
-    ``(c, p) = WEIGHT_RULES[method]`` (hyper-Laplacian ``5 / s``, TV ``3 / s``, Wiener ``0.1 / s``;
-    at sigma = 0.01 with the true kernel: 500, 300, 10).
+    ``(c, p) = WEIGHT_RULES[method]`` (hyper-Laplacian ``6 / s``, TV ``3 / s``, Wiener ``0.1 / s``;
+    at sigma = 0.01 with the true kernel: 600, 300, 10).
 
     Args:
         method: a key of :data:`WEIGHT_RULES` (``wiener``, ``hyper_laplacian``, ``tv``).
@@ -417,7 +419,7 @@ def hyper_laplacian(image: Tensor, kernel: Tensor, *, alpha: float = 0.8, bounda
         kernel_error: noise-equivalent kernel error for the weight rule (:func:`default_weight`).
         iterations: w-steps per beta (default 1, Krishnan & Fergus' choice).
         refills: for ``unknown``: x-steps, each after a refill of the unobserved data, per
-            w-step (default :data:`REFILLS` = 3; more converge further at 2 FFTs each, see
+            w-step (default :data:`REFILLS` = 2; more converge further at 2 FFTs each, see
             ``docs/deconv.md``).
         pad: extension per side in pixels (default the kernel size).
 
@@ -467,8 +469,10 @@ def wiener(image: Tensor, kernel: Tensor, *, boundary: str = "unknown",
     form for the known boundaries; for ``unknown`` the masked quadratic problem is solved by
     ``iterations`` majorise-minimise refills (default 20). Wiener, "Extrapolation,
     interpolation and smoothing of stationary time series", 1949; Gonzalez & Woods Sec. 5.8.
-    ``noise_sigma = 0`` (with ``weight`` unset) gives the plain inverse filter regularised only
-    by the floor :data:`SIGMA_FLOOR`; pass ``weight`` for full control.
+    The default weight rule (``0.1 / sigma``) is calibrated for ``prior="gradient"``; with
+    ``"constant"`` pass ``weight`` (the research note's best constant NSR 0.02 is weight 50).
+    ``noise_sigma = 0`` (with ``weight`` unset) still regularises at the floor
+    :data:`SIGMA_FLOOR`; pass a large ``weight`` for the plain inverse filter.
 
     Other arguments, returns and errors as :func:`hyper_laplacian`.
     """
@@ -549,7 +553,7 @@ def pnp_hqs(image: Tensor, kernel: Tensor, denoiser: Denoiser | None = None, *,
 def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian", boundary: str = "unknown",
                noise_sigma: "Tensor | float | None" = None, weight: "Tensor | float | None" = None,
                alpha: float = 0.8, iterations: int | None = None, denoiser: Denoiser | None = None,
-               kernel_error: float = 0.0, pad: int | None = None) -> Tensor:
+               kernel_error: float = 0.0, refills: int | None = None, pad: int | None = None) -> Tensor:
     """Non-blind deconvolution: the one entry point.
 
     Args:
@@ -569,6 +573,8 @@ def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian"
         denoiser: for ``pnp``: ``denoiser(x, sigma) -> x``.
         kernel_error: noise-equivalent kernel error (:data:`ESTIMATED_KERNEL_ERROR` suits a
             blind estimate), folded into the weight rule.
+        refills: ``hyper_laplacian``/``tv`` with ``unknown``: x-steps (each after a refill) per
+            w-step (default :data:`REFILLS`).
         pad: boundary extension per side (default the kernel size).
 
     Returns:
@@ -583,9 +589,10 @@ def deconvolve(image: Tensor, kernel: Tensor, *, method: str = "hyper_laplacian"
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     common = dict(boundary=boundary, noise_sigma=noise_sigma, kernel_error=kernel_error, pad=pad)
     if method == "hyper_laplacian":
-        return hyper_laplacian(image, kernel, alpha=alpha, weight=weight, iterations=iterations, **common)
+        return hyper_laplacian(image, kernel, alpha=alpha, weight=weight, iterations=iterations, refills=refills,
+                               **common)
     if method == "tv":
-        return tv_deconvolution(image, kernel, weight=weight, iterations=iterations, **common)
+        return tv_deconvolution(image, kernel, weight=weight, iterations=iterations, refills=refills, **common)
     if method == "wiener":
         return wiener(image, kernel, weight=weight, iterations=iterations, **common)
     extra = {} if weight is None else {"weight": float(weight)}

@@ -67,8 +67,10 @@ def smooth_pad(y: Tensor, shape: tuple[int, int], *, sigma: float | None = None)
     Args:
         y: (..., H, W) real.
         shape: (Hf, Wf) >= (H, W).
-        sigma: Gaussian blur (pixels) applied to the filled region; default a quarter of the
-            smaller gap (at least 1).
+        sigma: Gaussian blur (pixels) applied to the filled region; default 1/16 of the
+            smaller gap (at least 1). Measured (boundary benchmark, hyper-Laplacian): gap/16
+            +7.57 dB, gap/8 +7.19, gap/4 +5.97, gap/2 +4.15 -- a light blur that only removes the
+            row-wise stripes is best; a heavy one replaces the continuation by its mean.
 
     Returns:
         (..., Hf, Wf); equal to ``y`` on [:H, :W].
@@ -82,7 +84,7 @@ def smooth_pad(y: Tensor, shape: tuple[int, int], *, sigma: float | None = None)
     z = _wrap_interp(y, wf, -1)
     z = _wrap_interp(z, hf, -2)
     gap = min(g for g in (hf - h, wf - w) if g > 0)
-    s = max(1.0, gap / 4.0) if sigma is None else float(sigma)
+    s = max(1.0, gap / 16.0) if sigma is None else float(sigma)
     zb = gaussian_blur_circular(z, s)
     out = zb.clone()
     out[..., :h, :w] = y

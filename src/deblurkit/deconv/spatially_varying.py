@@ -39,7 +39,7 @@ from .pipeline import (
     deconvolve_masked,
     estimate_checked_kernel,
 )
-from .region import luminance, saturation_mask
+from .region import DEFAULT_REGION_SIZE, luminance, saturation_mask
 
 __all__ = ["region_layout", "region_windows", "eff_blur", "deblur_spatially_varying"]
 
@@ -193,7 +193,7 @@ def deblur_spatially_varying(
     noise_sigma: float | None = None,
     deconv_method: str = "hyper_laplacian",
     saturation: float = 0.98,
-    region_size: int = 448,
+    region_size: int = DEFAULT_REGION_SIZE,
     margin: int | None = None,
     estimator_options: dict[str, Any] | None = None,
     deconv_options: dict[str, Any] | None = None,

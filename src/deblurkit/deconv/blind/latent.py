@@ -34,8 +34,7 @@ __all__ = ["dark_channel", "assign_dark_channel", "otsu_threshold", "l0_restore"
 def dark_channel(x: Tensor, patch: int = 35) -> Tensor:
     """Minimum of a grey image over the ``patch x patch`` window centred at each pixel.
 
-    Replicate padding at the border (official ``dark_channel.m``); two separable 1-D
-    max-pools of ``-x``.
+    Replicate padding at the border (official ``dark_channel.m``); separable running minima.
 
     Args:
         x: (H, W) float tensor.
@@ -52,9 +51,23 @@ def dark_channel(x: Tensor, patch: int = 35) -> Tensor:
     if patch % 2 == 0 or patch < 1:
         raise ValueError(f"dark_channel: patch must be a positive odd size, got {patch}")
     r = patch // 2
-    xp = F.pad(-x[None, None], (r, r, r, r), mode="replicate")
-    m = F.max_pool2d(F.max_pool2d(xp, (1, patch), stride=1), (patch, 1), stride=1)
-    return -m[0, 0]
+    xp = F.pad(x[None, None], (r, r, r, r), mode="replicate")[0, 0]
+    return _window_extreme(_window_extreme(xp, patch, -1, torch.minimum), patch, -2, torch.minimum)
+
+
+def _window_extreme(x: Tensor, size: int, dim: int, op) -> Tensor:
+    """Running min/max (``op``) of ``size`` consecutive entries along ``dim`` (valid: the
+    length shrinks by size - 1), by doubling windows: O(log size) element-wise ops instead of
+    the O(size) of a pooling layer."""
+    w, y = 1, x
+    while 2 * w <= size:
+        n = y.shape[dim]
+        y = op(y.narrow(dim, 0, n - w), y.narrow(dim, w, n - w))
+        w *= 2
+    if w < size:
+        n, d = y.shape[dim], size - w
+        y = op(y.narrow(dim, 0, n - d), y.narrow(dim, d, n - d))
+    return y
 
 
 def assign_dark_channel(x: Tensor, j: Tensor, zeroed: Tensor, patch: int) -> Tensor:
@@ -65,7 +78,7 @@ def assign_dark_channel(x: Tensor, j: Tensor, zeroed: Tensor, patch: int) -> Ten
     A pixel p is the minimum of a thresholded window w iff ``x[p] == j[w]`` for some
     thresholded w within the window around p (``j[w] <= x[p]`` for every such w), so the
     pixels to zero are where the windowed maximum of ``j`` over thresholded windows equals
-    ``x``: two max-pools, no index bookkeeping. The official ``assign_dark_channel_to_pixel.m``
+    ``x``: separable running maxima, no index bookkeeping. The official ``assign_dark_channel_to_pixel.m``
     walks the windows in order and skips a window that already holds a zero from an earlier
     one; here every thresholded window's minimum is zeroed (a superset; the same in all but
     rare overlaps; tied minima are all zeroed).
@@ -81,8 +94,8 @@ def assign_dark_channel(x: Tensor, j: Tensor, zeroed: Tensor, patch: int) -> Ten
         return x.clone()
     r = patch // 2
     t = torch.where(zeroed, j, torch.full_like(j, -float("inf")))
-    t = F.pad(t[None, None], (r, r, r, r), value=-float("inf"))
-    m = F.max_pool2d(F.max_pool2d(t, (1, patch), stride=1), (patch, 1), stride=1)[0, 0]
+    t = F.pad(t[None, None], (r, r, r, r), value=-float("inf"))[0, 0]
+    m = _window_extreme(_window_extreme(t, patch, -1, torch.maximum), patch, -2, torch.maximum)
     out = torch.where(m == x, torch.zeros_like(x), x)
     if r > 0:
         out[:r], out[-r:], out[:, :r], out[:, -r:] = x[:r], x[-r:], x[:, :r], x[:, -r:]
