@@ -20,18 +20,22 @@ _EXPORTS = {
     # fft
     "psf2otf": "fft", "otf2psf": "fft", "fast_len": "fft",
     # operators
-    "BlurOperator": "operators",
+    "BlurOperator": "operators", "validate_kernel": "operators", "normalize_kernel": "operators",
     # non-blind deconvolution
     "deconvolve": "nonblind", "wiener": "nonblind", "hyper_laplacian": "nonblind",
-    "tv_deconvolution": "nonblind", "pnp_hqs": "nonblind",
+    "tv_deconvolution": "nonblind", "pnp_hqs": "nonblind", "default_weight": "nonblind",
+    "tv_denoise": "denoisers",
     # noise
     "estimate_noise_level": "noise",
     # blind estimation
     "estimate_kernel": "blind", "KernelEstimate": "blind",
     # pipeline
     "blind_deblur": "pipeline", "DeblurResult": "pipeline", "check_kernel": "pipeline",
+    "estimate_checked_kernel": "pipeline", "KernelChoice": "pipeline", "deconvolve_masked": "pipeline",
+    # region selection
+    "select_region": "region", "saturation_mask": "region",
     # spatially varying
-    "deblur_spatially_varying": "spatially_varying",
+    "deblur_spatially_varying": "spatially_varying", "eff_blur": "spatially_varying",
 }
 
 __all__ = sorted(_EXPORTS)
