@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..synth.blur import fast_len
+
 __all__ = [
     "fast_len",
     "fast_shape",
@@ -30,19 +32,6 @@ __all__ = [
     "grad_otfs",
     "conv_circular",
 ]
-
-
-def fast_len(n: int) -> int:
-    """Smallest m >= n whose prime factors are 2, 3 and 5 (fast FFT lengths)."""
-    m = max(int(n), 1)
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
 
 
 def fast_shape(h: int, w: int) -> tuple[int, int]:

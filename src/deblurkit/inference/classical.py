@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from ..engine.trainer import resolve_device
-from .deblurrer import Deblurrer, DeblurSummary, make_comparison
+from .deblurrer import Deblurrer, DeblurSummary, make_comparison, validated_batch
 from .tiling import tiled_forward
 
 __all__ = [
@@ -673,24 +673,7 @@ class ClassicalDeblurrer(Deblurrer):
     @staticmethod
     def _validated(x: torch.Tensor) -> torch.Tensor:
         """(N,C,H,W) float32 CPU copy of ``x`` after the checks of :meth:`Deblurrer.deblur_tensor`."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if x.dim() not in (3, 4):
-            raise ValueError(f"expected (C,H,W) or (N,C,H,W), got shape {tuple(x.shape)}")
-        x = x.detach().to("cpu", torch.float32)
-        if x.dim() == 3:
-            x = x.unsqueeze(0)
-        n, c, h, w = x.shape
-        if c not in (1, 3):
-            raise ValueError(f"expected 1 (grey) or 3 (RGB) channels, got {c} (shape {tuple(x.shape)})")
-        if n == 0 or h == 0 or w == 0:
-            raise ValueError(f"empty image batch of shape {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("input contains NaN or infinite values")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -0.5 or hi > 1.5:
-            raise ValueError(f"input values must be in [0, 1], got range [{lo:g}, {hi:g}] (8-bit data? divide by 255)")
-        return x.clamp(0, 1)
+        return validated_batch(x).clamp(0, 1)
 
     def deblur_tensor(self, x: torch.Tensor, *, progress: Any = None, clamp: bool = True) -> torch.Tensor:
         """Deblur an image or a batch (each image gets its own kernel estimate).

@@ -156,6 +156,35 @@ def make_comparison(
     return out.contiguous().clamp_(0, 1)
 
 
+def validated_batch(x: Any) -> torch.Tensor:
+    """(N, C, H, W) float32 CPU copy of an image tensor given as (C, H, W) or (N, C, H, W), after
+    the checks every restorer applies (values are not clamped).
+
+    Raises:
+        TypeError: ``x`` is not a tensor.
+        ValueError: wrong rank, channel count not 1 or 3, an empty image, non-finite values, or
+            values far outside [0, 1] (e.g. 0-255 data).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"deblur_tensor expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"expected (C,H,W) or (N,C,H,W), got shape {tuple(x.shape)}")
+    x = x.detach().to("cpu", torch.float32)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    n, c, h, w = x.shape
+    if c not in (1, 3):
+        raise ValueError(f"expected 1 (grey) or 3 (RGB) channels, got {c} (shape {tuple(x.shape)})")
+    if n == 0 or h == 0 or w == 0:
+        raise ValueError(f"empty image batch of shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("input contains NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -0.5 or hi > 1.5:
+        raise ValueError(f"input values must be in [0, 1], got range [{lo:g}, {hi:g}] (8-bit data? divide by 255)")
+    return x
+
+
 @dataclass
 class DeblurSummary:
     """Result of :meth:`Deblurrer.deblur_files`.
@@ -504,26 +533,9 @@ class Deblurrer:
             ValueError: wrong rank, channel count not 1 or 3, an empty image, non-finite values,
                 or values far outside [0, 1] (e.g. 0-255 data).
         """
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"deblur_tensor expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() not in (3, 4):
-            raise ValueError(f"expected (C,H,W) or (N,C,H,W), got shape {tuple(x.shape)}")
-        single = x.dim() == 3
-        x = x.detach().to("cpu", torch.float32)
-        if single:
-            x = x.unsqueeze(0)
+        single = isinstance(x, torch.Tensor) and x.dim() == 3
+        x = validated_batch(x)
         n, c, h, w = x.shape
-        if c not in (1, 3):
-            raise ValueError(f"expected 1 (grey) or 3 (RGB) channels, got {c} (shape {tuple(x.shape)})")
-        if n == 0 or h == 0 or w == 0:
-            raise ValueError(f"empty image batch of shape {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("input contains NaN or infinite values")
-        lo_v, hi_v = float(x.min()), float(x.max())
-        if lo_v < -0.5 or hi_v > 1.5:
-            raise ValueError(
-                f"input values must be in [0, 1], got range [{lo_v:g}, {hi_v:g}] (8-bit data? divide by 255)"
-            )
         rgb = x.expand(n, 3, h, w) if c == 1 else x
         tile = self.tile_for(h, w)
         overlap = self.tile_overlap

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["blur", "blur_valid_pair", "BOUNDARY_MODES", "extend"]
+__all__ = ["blur", "blur_valid_pair", "BOUNDARY_MODES", "extend", "fast_len"]
 
 BOUNDARY_MODES = ("reflect", "symmetric", "replicate", "circular", "zero", "valid")
 
@@ -63,9 +63,9 @@ def extend(x: torch.Tensor, pad: tuple[int, int, int, int], boundary: str) -> to
     return x.index_select(-2, iy).index_select(-1, ix)
 
 
-def _fast_len(n: int) -> int:
+def fast_len(n: int) -> int:
     """Smallest m >= n whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    m = n
+    m = max(int(n), 1)
     while True:
         r = m
         for p in (2, 3, 5):
@@ -92,7 +92,7 @@ def _valid_conv_fft(xp: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Valid true convolution via the FFT (no wrap-around reaches the valid region)."""
     hp, wp = xp.shape[-2:]
     kh, kw = k.shape[-2:]
-    fh, fw = _fast_len(hp), _fast_len(wp)
+    fh, fw = fast_len(hp), fast_len(wp)
     dtype = torch.float64 if xp.dtype == torch.float64 else torch.float32
     X = torch.fft.rfft2(xp.to(dtype), s=(fh, fw))
     K = torch.fft.rfft2(k.to(dtype), s=(fh, fw))
