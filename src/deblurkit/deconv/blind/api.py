@@ -127,7 +127,8 @@ def estimate_kernel(image: Tensor, kernel_size: int, *, method: str = "dark_chan
         **options: overrides of :class:`.coarse_to_fine.CoarseToFineOptions` (``lam_dark``,
             ``lam_grad``, ``iterations``, ``gamma``, ``cg_iterations``, ``k_thresh``, ``kappa``,
             ``patch``, ``lam_decay``, ``lam_floor``, ``threshold_decay``, ``mask_border``,
-            ``dark_schedule``, ``kernel_l1``, ``kernel_reweight``, ``threshold_factor``).
+            ``dark_schedule``, ``dark_mu_kappa``, ``kernel_l1``, ``kernel_reweight``,
+            ``threshold_factor``).
 
     Returns:
         :class:`KernelEstimate`.

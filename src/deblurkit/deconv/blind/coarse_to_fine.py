@@ -67,7 +67,8 @@ class CoarseToFineOptions:
             and ~10x cheaper: the normal matrix is then Toeplitz). Clipped pixels always switch
             the mask on (they must be left out).
         dark_schedule: ``"joint"`` (default) or ``"nested"`` (official) continuation of the
-            dark-channel latent step (:func:`.latent.l0_dark_restore`).
+            dark-channel latent step (:func:`.latent.l0_dark_restore`); ``dark_mu_kappa`` the
+            factor of the nested schedule's outer loop (default ``kappa``).
         kernel_l1, kernel_reweight: L1 kernel prior of the kernel step (weight 1, 2 reweighted
             solves; :func:`.kernel_solve.solve_kernel`); ``kernel_l1=0`` = official.
         threshold_factor: multiplies the initial gradient threshold (1 = official).
@@ -86,6 +87,7 @@ class CoarseToFineOptions:
     threshold_decay: float = 1.1
     mask_border: bool = False
     dark_schedule: str = "joint"
+    dark_mu_kappa: float | None = None
     kernel_l1: float = 1.0
     kernel_reweight: int = 2
     threshold_factor: float = 1.0
@@ -152,7 +154,7 @@ def coarse_to_fine(grey: Tensor, kernel_size: int, opts: CoarseToFineOptions,
         thr = threshold
         for _ in range(opts.iterations):
             lat = l0_dark_restore(bw, k, lam_dark, lam_grad, kappa=opts.kappa, patch=opts.patch,
-                                  schedule=opts.dark_schedule)
+                                  schedule=opts.dark_schedule, mu_kappa=opts.dark_mu_kappa)
             gx, gy = grad(lat)
             lx, ly, thr = threshold_gradients(gx, gy, thr, region=(h, w))
             thr = thr / opts.threshold_decay
