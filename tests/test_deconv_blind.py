@@ -11,7 +11,6 @@ import torch
 from deblurkit.deconv.blind import KernelEstimate, estimate_kernel
 from deblurkit.deconv.blind.api import clipped_light_sources
 from deblurkit.deconv.blind.boundary import fill_harmonic, wrap_boundary
-from deblurkit.deconv.blind.coarse_to_fine import CoarseToFineOptions, coarse_to_fine
 from deblurkit.deconv.blind.kernel_solve import (
     center_kernel_by_centroid,
     clean_kernel,
