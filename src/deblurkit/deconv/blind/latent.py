@@ -141,6 +141,15 @@ def _hqs_gradient_loop(s: Tensor, numer_const: Tensor, den_base: Tensor, den_g: 
             return s
 
 
+def _spectra(blurred: Tensor, kernel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Fixed parts of every HQS latent solve on ``blurred``'s grid: ``conj(K) B``, ``|K|^2`` and
+    ``|D_x|^2 + |D_y|^2`` (rfft2 layout)."""
+    shape = blurred.shape[-2:]
+    kf = psf2otf(kernel.to(blurred.dtype), shape)
+    fx, fy = grad_otfs(shape, dtype=blurred.dtype, device=blurred.device)
+    return kf.conj() * torch.fft.rfft2(blurred), kf.abs() ** 2, fx.abs() ** 2 + fy.abs() ** 2
+
+
 def l0_restore(blurred: Tensor, kernel: Tensor, lam_grad: float, *, kappa: float = 2.0,
                beta_max: float = 1e5) -> Tensor:
     """L0-gradient latent image on the periodic grid of ``blurred`` (see module docstring).
@@ -154,12 +163,7 @@ def l0_restore(blurred: Tensor, kernel: Tensor, lam_grad: float, *, kappa: float
     Returns:
         (H, W) latent image (same grid).
     """
-    shape = blurred.shape[-2:]
-    kf = psf2otf(kernel.to(blurred.dtype), shape)
-    fx, fy = grad_otfs(shape, dtype=blurred.dtype, device=blurred.device)
-    den_k = kf.abs() ** 2
-    den_g = fx.abs() ** 2 + fy.abs() ** 2
-    numer = kf.conj() * torch.fft.rfft2(blurred)
+    numer, den_k, den_g = _spectra(blurred, kernel)
     return _hqs_gradient_loop(blurred.clone(), numer, den_k, den_g, lam_grad, kappa, beta_max)
 
 
@@ -192,12 +196,7 @@ def l0_dark_restore(blurred: Tensor, kernel: Tensor, lam_dark: float, lam_grad: 
     """
     if lam_dark <= 0:
         return l0_restore(blurred, kernel, lam_grad, kappa=kappa, beta_max=beta_max)
-    shape = blurred.shape[-2:]
-    kf = psf2otf(kernel.to(blurred.dtype), shape)
-    fx, fy = grad_otfs(shape, dtype=blurred.dtype, device=blurred.device)
-    den_k = kf.abs() ** 2
-    den_g = fx.abs() ** 2 + fy.abs() ** 2
-    numer = kf.conj() * torch.fft.rfft2(blurred)
+    numer, den_k, den_g = _spectra(blurred, kernel)
     s = blurred.clone()
     level = max(otsu_threshold(s * s), 1.0 / 255.0)
     mu = lam_dark / level
